@@ -1,0 +1,1 @@
+"""Retouch: self-hosted image editing from a text prompt."""

@@ -1,0 +1,24 @@
+"""Everything a request handler needs, built once per API process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from retouch.api.views import Views
+from retouch.auth.keys import KeyStore
+from retouch.config import Settings
+from retouch.jobs.store import JobStore
+from retouch.storage.local import LocalStorage
+from retouch.storage.signing import UrlSigner
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    store: JobStore
+    keys: KeyStore
+    storage: LocalStorage
+    signer: UrlSigner
+    views: Views
+    engine_description: dict[str, Any]

@@ -1,0 +1,70 @@
+"""The contract's response bodies, built from a stored job."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlencode
+
+from retouch.contract.states import RESULT_NAMES, STATUS_NAMES, JobState
+from retouch.jobs.models import Job
+from retouch.storage.signing import UrlSigner
+
+
+def iso_utc(timestamp: float | None) -> str | None:
+    if timestamp is None:
+        return None
+    moment = datetime.fromtimestamp(timestamp, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class Views:
+    def __init__(self, signer: UrlSigner, url_ttl_seconds: int) -> None:
+        self.signer = signer
+        self.url_ttl_seconds = url_ttl_seconds
+
+    @staticmethod
+    def request_urls(base: str, job_id: str) -> dict[str, str]:
+        root = f"{base}/v1/requests/{job_id}"
+        return {
+            "status_url": f"{root}/status",
+            "result_url": f"{root}/result",
+            "cancel_url": f"{root}/cancel",
+        }
+
+    def submitted(self, base: str, job: Job) -> dict[str, Any]:
+        return {"request_id": job.id, **self.request_urls(base, job.id)}
+
+    def status(self, base: str, job: Job, queue_position: int | None) -> dict[str, Any]:
+        urls = self.request_urls(base, job.id)
+        body: dict[str, Any] = {"request_id": job.id, "status": STATUS_NAMES[job.state]}
+        if job.state is JobState.QUEUED:
+            body["queue_position"] = queue_position
+        body["status_url"] = urls["status_url"]
+        body["result_url"] = urls["result_url"]
+        return body
+
+    def file_url(self, base: str, name: str) -> str:
+        expires, signature = self.signer.sign(name, self.url_ttl_seconds)
+        return f"{base}/v1/files/{name}?{urlencode({'expires': expires, 'sig': signature})}"
+
+    def result(self, base: str, job: Job) -> dict[str, Any]:
+        body: dict[str, Any] = {"request_id": job.id, "status": RESULT_NAMES[job.state]}
+        stored = job.result or {}
+        if job.state is JobState.SUCCEEDED:
+            urls = [self.file_url(base, item["file"]) for item in stored["outputs"]]
+            output: dict[str, Any] = {"images": urls}
+            if len(urls) == 1:
+                output["image"] = urls[0]
+            body["output"] = output
+        if job.state is JobState.FAILED:
+            body["error"] = {"code": job.error_code, "message": job.error_message}
+        body["created_at"] = iso_utc(job.created_at)
+        body["finished_at"] = iso_utc(job.finished_at)
+        # Our additions live beside the contract's fields, never instead of them.
+        body["started_at"] = iso_utc(job.started_at)
+        body["attempts"] = job.attempts
+        for extra in ("model", "warnings", "generation", "images_info", "timings"):
+            if extra in stored:
+                body[extra] = stored[extra]
+        return body

@@ -1,0 +1,94 @@
+"""API keys: `rtk_<id>_<secret>`. The prefix lets secret scanners spot a leaked key; the id
+finds the row without using the secret; only SHA-256 of the whole key is stored, and it is
+compared in constant time."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, select, update
+
+from retouch.jobs.database import writer
+from retouch.jobs.schema import api_keys
+
+KEY_PREFIX = "rtk_"
+_KEY_PATTERN = re.compile(r"^rtk_([0-9a-f]{12})_[A-Za-z0-9_-]{43}$")
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def new_key() -> tuple[str, str]:
+    """(key id, full key). The secret part carries 256 random bits."""
+    key_id = secrets.token_hex(6)
+    return key_id, f"{KEY_PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    id: str
+    name: str
+    created_at: float
+    revoked_at: float | None
+
+
+class KeyStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def create(self, name: str) -> tuple[KeyRecord, str]:
+        key_id, key = new_key()
+        record = KeyRecord(id=key_id, name=name, created_at=time.time(), revoked_at=None)
+        with writer(self.engine).begin() as conn:
+            conn.execute(
+                api_keys.insert().values(
+                    id=key_id, name=name, key_hash=hash_key(key), created_at=record.created_at
+                )
+            )
+        return record, key
+
+    def list(self) -> list[KeyRecord]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(api_keys).order_by(api_keys.c.created_at)).all()
+        return [KeyRecord(r.id, r.name, r.created_at, r.revoked_at) for r in rows]
+
+    def count(self) -> int:
+        return len(self.list())
+
+    def revoke(self, id_or_name: str) -> list[KeyRecord]:
+        """Revoke the key with this id, or every active key with this name."""
+        now = time.time()
+        with writer(self.engine).begin() as conn:
+            rows = conn.execute(
+                select(api_keys).where(
+                    (api_keys.c.id == id_or_name) | (api_keys.c.name == id_or_name),
+                    api_keys.c.revoked_at.is_(None),
+                )
+            ).all()
+            conn.execute(
+                update(api_keys)
+                .where(api_keys.c.id.in_([r.id for r in rows]))
+                .values(revoked_at=now)
+            )
+        return [KeyRecord(r.id, r.name, r.created_at, now) for r in rows]
+
+    def authenticate(self, key: str) -> str | None:
+        """The key's id when the key is valid and not revoked, else None."""
+        match = _KEY_PATTERN.match(key)
+        if match is None:
+            return None
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(api_keys.c.key_hash, api_keys.c.revoked_at).where(
+                    api_keys.c.id == match.group(1)
+                )
+            ).one_or_none()
+        if row is None or row.revoked_at is not None:
+            return None
+        return match.group(1) if hmac.compare_digest(row.key_hash, hash_key(key)) else None

@@ -1,0 +1,170 @@
+"""The `retouch` command: serve, worker and keys."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from retouch.config import Settings
+from retouch.services import PREVIEW_ENGINE_WARNING, open_services
+
+app = typer.Typer(
+    help="Retouch: self-hosted image editing from a text prompt.", no_args_is_help=True
+)
+keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+console = Console(stderr=True)
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option(
+        help="Where the database, keys and outputs live [env RETOUCH_DATA_DIR; ./.retouch]"
+    ),
+]
+Model = Annotated[
+    str | None,
+    typer.Option(help="Weights: a local directory or a Hugging Face id; unset = preview model"),
+]
+Device = Annotated[str | None, typer.Option(help="Torch device, e.g. cuda:0 (default: auto)")]
+
+
+def load_settings(**overrides: Any) -> Settings:
+    return Settings(**{name: value for name, value in overrides.items() if value is not None})
+
+
+def configure_logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on [127.0.0.1]")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on [8000]")] = None,
+    data_dir: DataDir = None,
+    model: Model = None,
+    device: Device = None,
+    worker: Annotated[bool, typer.Option(help="Run a worker process beside the API")] = True,
+) -> None:
+    """Run the API, with one worker process beside it."""
+    import uvicorn
+
+    from retouch.api.app import create_app
+    from retouch.worker.supervisor import WorkerSupervisor
+
+    configure_logging()
+    settings = load_settings(host=host, port=port, data_dir=data_dir, model=model, device=device)
+    services = open_services(settings)
+    if services.keys.count() == 0:
+        _, key = services.keys.create("default")
+        console.print(
+            "[bold green]First start: created API key 'default'. It is shown only this once:"
+        )
+        print(key, flush=True)
+    if settings.model is None:
+        console.print(f"[bold red]{PREVIEW_ENGINE_WARNING}")
+    supervisor = WorkerSupervisor(settings) if worker else None
+    if supervisor:
+        supervisor.start()
+    try:
+        uvicorn.run(
+            create_app(settings, services),
+            host=settings.host,
+            port=settings.port,
+            log_level="warning",
+            access_log=False,
+        )
+    finally:
+        if supervisor:
+            supervisor.stop()
+        services.close()
+
+
+@app.command("worker")
+def worker_command(data_dir: DataDir = None, model: Model = None, device: Device = None) -> None:
+    """Run one worker process against a data dir (one per GPU)."""
+    from retouch.engine.loader import load_engine
+    from retouch.worker.runner import Worker
+
+    configure_logging()
+    log = logging.getLogger("retouch.worker")
+    settings = load_settings(data_dir=data_dir, model=model, device=device)
+    services = open_services(settings)
+    engine = load_engine(settings.model, data_dir=settings.data_dir, device=settings.device)
+    if engine.info.preview:
+        log.warning(PREVIEW_ENGINE_WARNING)
+    log.info(
+        "engine %s, model %s on %s (%s)",
+        engine.info.engine,
+        engine.info.model,
+        engine.info.device,
+        engine.info.dtype,
+    )
+    runner = Worker(settings, services.store, services.storage, engine)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: runner.stop())
+    try:
+        runner.run_forever()
+    finally:
+        services.close()
+
+
+def _when(timestamp: float | None) -> str:
+    if timestamp is None:
+        return "-"
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option(help="A label for the key, e.g. who uses it")],
+    data_dir: DataDir = None,
+) -> None:
+    """Create a key. The key is printed once, as the last line; only its hash is kept."""
+    services = open_services(load_settings(data_dir=data_dir))
+    record, key = services.keys.create(name)
+    console.print(
+        f"Created key {record.id} ({record.name}). Store it now; it cannot be shown again:"
+    )
+    print(key)
+
+
+@keys_app.command("list")
+def keys_list(data_dir: DataDir = None) -> None:
+    """List keys (ids and names; the keys themselves are not stored)."""
+    services = open_services(load_settings(data_dir=data_dir))
+    table = Table("id", "name", "created", "revoked")
+    for record in services.keys.list():
+        table.add_row(record.id, record.name, _when(record.created_at), _when(record.revoked_at))
+    Console().print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key: Annotated[str, typer.Argument(help="The key's id, or a name (revokes all with it)")],
+    data_dir: DataDir = None,
+) -> None:
+    """Revoke a key: requests made with it answer 401 from now on."""
+    services = open_services(load_settings(data_dir=data_dir))
+    revoked = services.keys.revoke(key)
+    if not revoked:
+        console.print(f"[red]no active key with id or name {key!r}")
+        raise typer.Exit(1)
+    for record in revoked:
+        console.print(f"revoked {record.id} ({record.name})")
+
+
+def main() -> None:
+    app()

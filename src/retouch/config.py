@@ -1,0 +1,65 @@
+"""Settings: command-line flags override RETOUCH_* environment variables, which override these
+defaults. The defaults are the embedded setup: SQLite and a local folder in ./.retouch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+MIB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RETOUCH_", extra="ignore")
+
+    data_dir: Path = Path(".retouch")
+    model: str | None = Field(
+        None, description="Local directory or Hugging Face id of the weights; unset = preview"
+    )
+    device: str | None = Field(None, description="Torch device for the worker, e.g. cuda:0")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    public_base_url: str | None = Field(
+        None, description="Base of the absolute URLs we hand out, e.g. https://edit.example.com"
+    )
+
+    # Limits on what a client may send.
+    max_body_bytes: int = 64 * MIB
+    max_queued_jobs: int = 1000
+
+    # Inputs fetched by the worker.
+    fetch_allow: Annotated[tuple[str, ...], NoDecode] = ()
+    fetch_max_bytes: int = 50 * MIB
+    fetch_connect_timeout: float = 5.0
+    fetch_read_timeout: float = 20.0
+    fetch_total_timeout: float = 60.0
+    max_input_pixels: int = 50_000_000
+
+    # Jobs.
+    lease_seconds: float = 30.0
+    max_attempts: int = 3
+
+    # Outputs.
+    url_ttl_seconds: int = 24 * 3600
+
+    @field_validator("fetch_allow", mode="before")
+    @classmethod
+    def _split_allow_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "retouch.db"
+
+    @property
+    def outputs_dir(self) -> Path:
+        return self.data_dir / "outputs"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"

@@ -1,0 +1,56 @@
+"""What the store hands out: plain immutable records."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from retouch.contract.states import JobState
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    seq: int
+    key_id: str
+    endpoint: str
+    input: dict[str, Any]
+    state: JobState
+    attempts: int
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    result: dict[str, Any] | None
+    error_code: str | None
+    error_message: str | None
+
+    @classmethod
+    def from_row(cls, row: Any) -> Job:
+        return cls(
+            id=row.id,
+            seq=row.seq,
+            key_id=row.key_id,
+            endpoint=row.endpoint,
+            input=json.loads(row.input),
+            state=JobState(row.state),
+            attempts=row.attempts,
+            created_at=row.created_at,
+            started_at=row.started_at,
+            finished_at=row.finished_at,
+            result=json.loads(row.result) if row.result else None,
+            error_code=row.error_code,
+            error_message=row.error_message,
+        )
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A job a worker holds. Only the holder of `lease_token` may renew or finish it."""
+
+    job: Job
+    lease_token: str
+
+
+class QueueFull(Exception):
+    """More jobs are queued than the server accepts; the client should retry later."""

@@ -1,0 +1,54 @@
+"""The one schema both store backends share. Migrations create and upgrade it; queries use
+these Table objects. Times are UNIX seconds (float) in UTC; the API formats them."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+# SQLite only auto-increments a column declared exactly INTEGER PRIMARY KEY.
+SEQUENCE_TYPE = BigInteger().with_variant(Integer(), "sqlite")
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("key_hash", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("revoked_at", Float, nullable=True),
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    # seq orders the queue (FIFO); id is the public request id.
+    Column("seq", SEQUENCE_TYPE, primary_key=True, autoincrement=True),
+    Column("id", String(36), nullable=False, unique=True),
+    Column("key_id", String(32), nullable=False),
+    Column("endpoint", String(200), nullable=False),
+    Column("input", Text, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("lease_token", String(36), nullable=True),
+    Column("lease_expires_at", Float, nullable=True),
+    Column("worker_id", String(200), nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("started_at", Float, nullable=True),
+    Column("finished_at", Float, nullable=True),
+    Column("result", Text, nullable=True),
+    Column("error_code", String(100), nullable=True),
+    Column("error_message", Text, nullable=True),
+    Index("ix_jobs_state_seq", "state", "seq"),
+)

@@ -1,0 +1,52 @@
+"""Opening a data dir: the job store, the keys, the output folder and the URL signer, shared
+by the API, the worker and the CLI."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from retouch.auth.keys import KeyStore
+from retouch.config import Settings
+from retouch.jobs.sql_store import SqlJobStore
+from retouch.storage.local import LocalStorage
+from retouch.storage.signing import UrlSigner, load_or_create_secret
+
+PREVIEW_ENGINE_WARNING = (
+    "PREVIEW MODEL: no --model is configured, so Retouch runs FLUX.2 [klein] with tiny random "
+    "weights. Its outputs are noise, not real edits. Load real weights with "
+    "--model black-forest-labs/FLUX.2-klein-4B (or a local directory) on a GPU machine."
+)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: SqlJobStore
+    keys: KeyStore
+    storage: LocalStorage
+    signer: UrlSigner
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def open_services(settings: Settings) -> Services:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store = SqlJobStore.open_sqlite(settings.database_path, max_attempts=settings.max_attempts)
+    return Services(
+        settings=settings,
+        store=store,
+        keys=KeyStore(store.engine),
+        storage=LocalStorage(settings.outputs_dir),
+        signer=UrlSigner(load_or_create_secret(settings.data_dir / "signing.key")),
+    )
+
+
+def describe_engine(settings: Settings) -> dict[str, Any]:
+    """What the configured engine is, known without loading it (the API has no torch)."""
+    return {
+        "engine": "flux2-klein",
+        "model": settings.model or "preview",
+        "preview": settings.model is None,
+    }

@@ -1,0 +1,42 @@
+"""Outputs in a local folder of the data dir. Names are `<request id>/<file>`; writes are
+atomic (temp file + rename) so a reader never sees half a file."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+_NAME_PATTERN = re.compile(r"^[0-9a-f-]{36}/[A-Za-z0-9_.-]{1,100}$")
+
+
+class LocalStorage:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+
+    @staticmethod
+    def is_valid_name(name: str) -> bool:
+        return bool(_NAME_PATTERN.match(name)) and ".." not in name
+
+    def path(self, name: str) -> Path:
+        if not self.is_valid_name(name):
+            raise ValueError(f"invalid output name {name!r}")
+        return self.root / name
+
+    def put(self, name: str, data: bytes) -> None:
+        target = self.path(name)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        with open(temporary, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, target)
+
+    def delete(self, name: str) -> None:
+        self.path(name).unlink(missing_ok=True)
+
+    def delete_request(self, request_id: str) -> None:
+        shutil.rmtree(self.root / request_id, ignore_errors=True)

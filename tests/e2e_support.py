@@ -1,0 +1,258 @@
+"""Real processes for end-to-end tests: a local image server and `retouch serve`/`worker`."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, ClassVar
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+from PIL import Image
+
+DONE_STATUSES = {"completed", "cancelled"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def make_image(
+    width: int, height: int, fmt: str = "PNG", color: tuple[int, int, int] = (200, 60, 30)
+) -> bytes:
+    image = Image.new("RGB", (width, height), color)
+    # A gradient so different inputs give different references.
+    for x in range(0, width, max(1, width // 16)):
+        image.paste((x % 256, 120, 255 - x % 256), (x, 0, min(width, x + 4), height))
+    buffer = io.BytesIO()
+    image.save(buffer, fmt)
+    return buffer.getvalue()
+
+
+class _ImageHandler(BaseHTTPRequestHandler):
+    images: ClassVar[dict[str, tuple[bytes, str]]] = {}
+
+    def log_message(self, *_: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        parts = urlsplit(self.path)
+        query = parse_qs(parts.query)
+        if parts.path == "/slow.png":
+            time.sleep(float(query.get("seconds", ["2"])[0]))
+            self._send(200, *self.images["/square.png"])
+        elif parts.path == "/redirect":
+            self.send_response(302)
+            self.send_header("Location", query["to"][0])
+            self.end_headers()
+        elif parts.path in self.images:
+            self._send(200, *self.images[parts.path])
+        else:
+            self._send(404, b"not found", "text/plain")
+
+    def _send(self, status: int, body: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@dataclass
+class ImageServer:
+    server: ThreadingHTTPServer
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def url(self, path: str) -> str:
+        return f"{self.base}{path}"
+
+
+def start_image_server() -> ImageServer:
+    _ImageHandler.images = {
+        "/square.png": (make_image(256, 256), "image/png"),
+        "/square-blue.png": (make_image(300, 300, color=(10, 40, 220)), "image/png"),
+        "/wide.jpg": (make_image(640, 360, "JPEG"), "image/jpeg"),
+        "/tall.webp": (make_image(300, 520, "WEBP"), "image/webp"),
+        "/text.png": (b"this is not an image at all", "image/png"),
+        "/huge.png": (make_image(1200, 1200) + b"\0" * (3 * 1024 * 1024), "image/png"),
+    }
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _ImageHandler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return ImageServer(server)
+
+
+@dataclass
+class RetouchProcess:
+    """`retouch serve` (or `retouch worker`) on a data dir, started as a real process."""
+
+    data_dir: Path
+    env: dict[str, str]
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[str] | None = None
+    key: str | None = None
+    log_path: Path | None = None
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _spawn(self, args: list[str], name: str) -> subprocess.Popen[str]:
+        self.log_path = self.data_dir.parent / f"{self.data_dir.name}-{name}.log"
+        log = open(self.log_path, "a")  # noqa: SIM115 — lives as long as the process
+        return subprocess.Popen(
+            [sys.executable, "-m", "retouch", *args, "--data-dir", str(self.data_dir)],
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+            env=self.env,
+        )
+
+    def serve(self, *extra: str) -> RetouchProcess:
+        self.process = self._spawn(["serve", "--port", str(self.port), *extra], "serve")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"serve exited: {self.log_text()}")
+            try:
+                httpx.get(f"{self.base}/docs", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.05)
+        else:
+            raise RuntimeError("serve did not start")
+        return self
+
+    def read_first_key(self) -> str:
+        assert self.process is not None and self.process.stdout is not None
+        self.key = self.process.stdout.readline().strip()
+        assert self.key.startswith("rtk_"), self.key
+        return self.key
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def log_text(self) -> str:
+        return self.log_path.read_text() if self.log_path and self.log_path.exists() else ""
+
+    def cli(self, *args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "retouch", *args, "--data-dir", str(self.data_dir)],
+            capture_output=True,
+            text=True,
+            env=self.env,
+            check=True,
+        )
+        return done.stdout
+
+
+def worker_process(data_dir: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "retouch", "worker", "--data-dir", str(data_dir)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+
+
+def server_env(**overrides: str) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("RETOUCH_")}
+    env.update(
+        {
+            "HF_HUB_OFFLINE": "1",
+            "RETOUCH_FETCH_ALLOW": "127.0.0.1",
+            "RETOUCH_LEASE_SECONDS": "2",
+            "RETOUCH_FETCH_MAX_BYTES": str(2 * 1024 * 1024),
+            "RETOUCH_FETCH_READ_TIMEOUT": "8",
+            "RETOUCH_MAX_BODY_BYTES": str(1024 * 1024),
+        }
+    )
+    env.update(overrides)
+    return env
+
+
+def seed_data_dir(data_dir: Path, models_cache: Path) -> None:
+    """Share one built preview model between the test servers (it is built once)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / "models").symlink_to(models_cache, target_is_directory=True)
+
+
+@dataclass
+class Api:
+    base: str
+    key: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
+
+    def submit(
+        self, body: dict[str, Any], endpoint: str = "google/nano-banana-2/edit"
+    ) -> httpx.Response:
+        return httpx.post(
+            f"{self.base}/v1/models/{endpoint}", json=body, headers=self.headers, timeout=30
+        )
+
+    def submit_ok(self, body: dict[str, Any]) -> str:
+        response = self.submit(body)
+        assert response.status_code == 200, response.text
+        return str(response.json()["request_id"])
+
+    def status(self, request_id: str) -> httpx.Response:
+        return httpx.get(
+            f"{self.base}/v1/requests/{request_id}/status", headers=self.headers, timeout=30
+        )
+
+    def result(self, request_id: str) -> httpx.Response:
+        return httpx.get(
+            f"{self.base}/v1/requests/{request_id}/result", headers=self.headers, timeout=30
+        )
+
+    def cancel(self, request_id: str) -> httpx.Response:
+        return httpx.post(
+            f"{self.base}/v1/requests/{request_id}/cancel", headers=self.headers, timeout=30
+        )
+
+    def wait(self, request_id: str, timeout: float = 120) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status = self.status(request_id).json()
+            if status["status"] in DONE_STATUSES:
+                body: dict[str, Any] = self.result(request_id).json()
+                return body
+            time.sleep(0.05)
+        raise AssertionError(f"{request_id} did not finish in {timeout} s")
+
+    def wait_for_status(self, request_id: str, wanted: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.status(request_id).json()["status"] == wanted:
+                return
+            time.sleep(0.02)
+        raise AssertionError(f"{request_id} never reached {wanted}")
+
+    def download(self, url: str) -> tuple[httpx.Response, Image.Image]:
+        response = httpx.get(url, timeout=30)
+        assert response.status_code == 200, response.text
+        return response, Image.open(io.BytesIO(response.content))

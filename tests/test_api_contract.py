@@ -1,0 +1,185 @@
+"""The contract end to end over real HTTP: submit, poll, result, download."""
+
+from __future__ import annotations
+
+import hashlib
+
+import httpx
+import pytest
+
+from e2e_support import Api, ImageServer
+from retouch.contract.sizes import SIZE_TABLE
+
+PROMPT = (
+    "Keep the subject identity unchanged, convert the background into a rainy neon cyberpunk "
+    "street at night, cinematic lighting, high detail."
+)
+FORMATS = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
+
+
+def test_contract_page_request_gives_a_1024_png(api: Api, image_server: ImageServer) -> None:
+    submitted = api.submit({"prompt": PROMPT, "image_urls": [image_server.url("/square.png")]})
+    assert submitted.status_code == 200
+    body = submitted.json()
+    assert set(body) >= {"request_id", "status_url", "result_url", "cancel_url"}
+    request_id = body["request_id"]
+    for name in ("status_url", "result_url", "cancel_url"):
+        assert body[name].startswith(f"{api.base}/v1/requests/{request_id}/")
+
+    result = api.wait(request_id)
+    assert result["status"] == "succeeded", result
+    status = api.status(request_id).json()
+    assert status == {
+        "request_id": request_id,
+        "status": "completed",
+        "status_url": body["status_url"],
+        "result_url": body["result_url"],
+    }
+    assert result["output"]["images"] == [result["output"]["image"]]
+    assert result["created_at"].endswith("Z") and result["finished_at"].endswith("Z")
+    assert result["model"]["preview"] is True and result["model"]["engine"] == "flux2-klein"
+    assert any("preview model" in warning for warning in result["warnings"])
+    response, image = api.download(result["output"]["image"])
+    assert response.headers["content-type"] == "image/png"
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert image.format == "PNG" and image.size == (1024, 1024)
+
+
+@pytest.mark.parametrize(
+    ("resolution", "output_format", "ratio"),
+    [("0.5K", "jpeg", "2:3"), ("1K", "webp", "21:9"), ("2K", "png", "4:5"), ("4K", "jpeg", "1:1")],
+)
+def test_each_resolution_and_format_has_the_table_size(
+    api: Api, image_server: ImageServer, resolution: str, output_format: str, ratio: str
+) -> None:
+    request_id = api.submit_ok(
+        {
+            "prompt": "make it blue",
+            "image_urls": [image_server.url("/square.png")],
+            "resolution": resolution,
+            "output_format": output_format,
+            "aspect_ratio": ratio,
+        }
+    )
+    result = api.wait(request_id, timeout=240)
+    assert result["status"] == "succeeded", result
+    _, image = api.download(result["output"]["image"])
+    assert image.format == FORMATS[output_format]
+    assert image.size == SIZE_TABLE[ratio][resolution]
+    generation = result["generation"]
+    assert (generation["width"], generation["height"]) == SIZE_TABLE[ratio][resolution]
+    assert generation["generated_width"] % 16 == 0 and generation["generated_height"] % 16 == 0
+    if resolution == "4K":
+        assert generation["resize"] == "lanczos"
+        assert any("upscaled with Lanczos" in warning for warning in result["warnings"])
+
+
+@pytest.mark.parametrize(
+    ("path", "expected_ratio"),
+    [("/wide.jpg", "16:9"), ("/tall.webp", "9:16"), ("/square.png", "1:1")],
+)
+def test_auto_takes_the_ratio_closest_to_the_first_image(
+    api: Api, image_server: ImageServer, path: str, expected_ratio: str
+) -> None:
+    request_id = api.submit_ok(
+        {
+            "prompt": "add a hat",
+            "image_urls": [image_server.url(path), image_server.url("/square.png")],
+            "resolution": "0.5K",
+        }
+    )
+    result = api.wait(request_id)
+    assert result["generation"]["aspect_ratio"] == expected_ratio
+    _, image = api.download(result["output"]["image"])
+    assert image.size == SIZE_TABLE[expected_ratio]["0.5K"]
+
+
+def test_four_images_from_several_inputs_with_per_image_seeds(
+    api: Api, image_server: ImageServer
+) -> None:
+    request_id = api.submit_ok(
+        {
+            "prompt": "combine them",
+            "image_urls": [
+                image_server.url("/square.png"),
+                image_server.url("/wide.jpg"),
+                image_server.url("/tall.webp"),
+            ],
+            "num_images": 4,
+            "seed": 41,
+            "aspect_ratio": "3:2",
+            "resolution": "0.5K",
+        }
+    )
+    result = api.wait(request_id)
+    assert result["status"] == "succeeded", result
+    assert "image" not in result["output"]
+    urls = result["output"]["images"]
+    assert len(urls) == 4
+    assert result["generation"]["seeds"] == [41, 42, 43, 44]
+    assert len(result["generation"]["input_sizes"]) == 3
+    digests = {hashlib.sha256(api.download(url)[0].content).hexdigest() for url in urls}
+    assert len(digests) == 4
+
+
+def test_same_request_twice_gives_identical_files(api: Api, image_server: ImageServer) -> None:
+    body = {
+        "prompt": "paint it like a watercolour",
+        "image_urls": [image_server.url("/square-blue.png")],
+        "seed": 1234,
+        "resolution": "0.5K",
+        "output_format": "webp",
+    }
+    first, second = (api.wait(api.submit_ok(body)) for _ in range(2))
+    files = [api.download(result["output"]["image"])[0].content for result in (first, second)]
+    assert files[0] == files[1]
+    other = api.wait(api.submit_ok({**body, "seed": 1235}))
+    assert api.download(other["output"]["image"])[0].content != files[0]
+
+
+def test_fields_the_engine_cannot_honour_are_reported(api: Api, image_server: ImageServer) -> None:
+    request_id = api.submit_ok(
+        {
+            "prompt": "today's weather",
+            "image_urls": [image_server.url("/square.png")],
+            "enable_web_search": True,
+            "limit_generations": False,
+            "resolution": "0.5K",
+        }
+    )
+    warnings = api.wait(request_id)["warnings"]
+    assert any(w.startswith("enable_web_search") for w in warnings)
+    assert any(w.startswith("limit_generations=false") for w in warnings)
+    assert any(w.startswith("safety_tolerance=4") for w in warnings)
+
+
+def test_signed_file_urls_refuse_tampering(api: Api, image_server: ImageServer) -> None:
+    result = api.wait(
+        api.submit_ok(
+            {"prompt": "x", "image_urls": [image_server.url("/square.png")], "resolution": "0.5K"}
+        )
+    )
+    url = result["output"]["image"]
+    for bad in (
+        url.replace("sig=", "sig=0"),
+        url.split("?")[0],
+        url.replace("expires=", "expires=1"),
+    ):
+        response = httpx.get(bad)
+        assert response.status_code == 403
+        assert response.json()["error_code"] == 403001
+
+
+def test_models_schema_and_docs(api: Api) -> None:
+    models = httpx.get(f"{api.base}/v1/models", headers=api.headers).json()["models"]
+    assert [m["id"] for m in models] == ["google/nano-banana-2/edit"]
+    assert models[0]["preview"] is True
+    schema = httpx.get(models[0]["schema_url"], headers=api.headers).json()
+    assert schema["required"] == ["prompt", "image_urls"]
+    assert schema["properties"]["image_urls"]["maxItems"] == 20
+    assert schema["additionalProperties"] is False
+    unknown = httpx.get(f"{api.base}/v1/models/acme/thing/edit/schema", headers=api.headers)
+    assert unknown.status_code == 400 and unknown.json()["error_code"] == 400001
+    assert httpx.get(f"{api.base}/docs").status_code == 200
+    openapi = httpx.get(f"{api.base}/openapi.json").json()
+    assert "/v1/models/google/nano-banana-2/edit" in openapi["paths"]
