@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 
 from e2e_support import Api, ImageServer, RetouchProcess
+from retouch.auth.keys import AUTH_CACHE_SECONDS
 
 BODY = {"prompt": "x", "image_urls": ["https://example.com/a.png"]}
 
@@ -60,4 +63,5 @@ def test_keys_cli_and_revocation(api: Api, server: RetouchProcess) -> None:
     database = (server.data_dir / "retouch.db").read_bytes()
     assert key.encode() not in database
     server.cli("keys", "revoke", "temporary")
+    time.sleep(AUTH_CACHE_SECONDS)
     assert temporary.status("nope").status_code == 401

@@ -27,11 +27,11 @@ def submit(store: SqlJobStore, key: str = "k") -> str:
 def test_fifo_claims_and_positions(store: SqlJobStore) -> None:
     ids = [submit(store) for _ in range(3)]
     jobs = [store.get(i, key_id="k") for i in ids]
-    assert [store.queue_position(j) for j in jobs if j] == [0, 1, 2]
+    assert [j.queue_position for j in jobs if j] == [0, 1, 2]
     claim = store.claim(worker_id="w", lease_seconds=30)
     assert claim is not None and claim.job.id == ids[0] and claim.job.state == "running"
     later = store.get(ids[2], key_id="k")
-    assert later is not None and store.queue_position(later) == 1
+    assert later is not None and later.queue_position == 1
 
 
 def test_only_the_lease_holder_finishes(store: SqlJobStore) -> None:

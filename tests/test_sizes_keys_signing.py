@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from retouch.auth.keys import KeyStore, hash_key
+from retouch.auth.keys import AUTH_CACHE_SECONDS, KeyStore, hash_key
 from retouch.contract.sizes import SIZE_TABLE, closest_ratio, output_size
 from retouch.jobs.sql_store import SqlJobStore
 from retouch.storage.local import LocalStorage
@@ -48,6 +48,8 @@ def test_keys_are_hashed_and_revocable(tmp_path: Path) -> None:
     assert keys.authenticate("") is None
     assert hash_key(key) != key
     assert [r.id for r in keys.revoke("alice")] == [record.id]
+    assert keys.authenticate(key) == record.id  # the cached verdict, for at most a second
+    time.sleep(AUTH_CACHE_SECONDS)
     assert keys.authenticate(key) is None
     assert keys.revoke("alice") == []
     store.close()

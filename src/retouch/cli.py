@@ -74,7 +74,7 @@ def serve(
         )
         print(key, flush=True)
     if settings.model is None:
-        console.print(f"[bold red]{PREVIEW_ENGINE_WARNING}")
+        console.print(PREVIEW_ENGINE_WARNING, style="bold red", markup=False)
     supervisor = WorkerSupervisor(settings) if worker else None
     if supervisor:
         supervisor.start()
@@ -146,7 +146,7 @@ def keys_list(data_dir: DataDir = None) -> None:
     """List keys (ids and names; the keys themselves are not stored)."""
     services = open_services(load_settings(data_dir=data_dir))
     table = Table("id", "name", "created", "revoked")
-    for record in services.keys.list():
+    for record in services.keys.list_keys():
         table.add_row(record.id, record.name, _when(record.created_at), _when(record.revoked_at))
     Console().print(table)
 

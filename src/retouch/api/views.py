@@ -35,11 +35,11 @@ class Views:
     def submitted(self, base: str, job: Job) -> dict[str, Any]:
         return {"request_id": job.id, **self.request_urls(base, job.id)}
 
-    def status(self, base: str, job: Job, queue_position: int | None) -> dict[str, Any]:
+    def status(self, base: str, job: Job) -> dict[str, Any]:
         urls = self.request_urls(base, job.id)
         body: dict[str, Any] = {"request_id": job.id, "status": STATUS_NAMES[job.state]}
         if job.state is JobState.QUEUED:
-            body["queue_position"] = queue_position
+            body["queue_position"] = job.queue_position
         body["status_url"] = urls["status_url"]
         body["result_url"] = urls["result_url"]
         return body

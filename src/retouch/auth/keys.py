@@ -11,13 +11,17 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, bindparam, select, update
 
 from retouch.jobs.database import writer
 from retouch.jobs.schema import api_keys
 
 KEY_PREFIX = "rtk_"
 _KEY_PATTERN = re.compile(r"^rtk_([0-9a-f]{12})_[A-Za-z0-9_-]{43}$")
+# Built once: authentication runs on every request.
+_FIND_KEY = select(api_keys.c.key_hash, api_keys.c.revoked_at).where(
+    api_keys.c.id == bindparam("key_id")
+)
 
 
 def hash_key(key: str) -> str:
@@ -38,9 +42,17 @@ class KeyRecord:
     revoked_at: float | None
 
 
+# A verdict on a key is reused this long, so a poll does not read the key table each time;
+# a revoked key therefore stops working within this many seconds.
+AUTH_CACHE_SECONDS = 1.0
+AUTH_CACHE_ENTRIES = 10_000
+
+
 class KeyStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        # sha256(key) -> (key id or None, monotonic time the verdict expires)
+        self._verdicts: dict[str, tuple[str | None, float]] = {}
 
     def create(self, name: str) -> tuple[KeyRecord, str]:
         key_id, key = new_key()
@@ -53,13 +65,13 @@ class KeyStore:
             )
         return record, key
 
-    def list(self) -> list[KeyRecord]:
+    def list_keys(self) -> list[KeyRecord]:
         with self.engine.connect() as conn:
             rows = conn.execute(select(api_keys).order_by(api_keys.c.created_at)).all()
         return [KeyRecord(r.id, r.name, r.created_at, r.revoked_at) for r in rows]
 
     def count(self) -> int:
-        return len(self.list())
+        return len(self.list_keys())
 
     def revoke(self, id_or_name: str) -> list[KeyRecord]:
         """Revoke the key with this id, or every active key with this name."""
@@ -80,15 +92,23 @@ class KeyStore:
 
     def authenticate(self, key: str) -> str | None:
         """The key's id when the key is valid and not revoked, else None."""
+        digest = hash_key(key)
+        now = time.monotonic()
+        cached = self._verdicts.get(digest)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        verdict = self._check(key, digest)
+        if len(self._verdicts) >= AUTH_CACHE_ENTRIES:
+            self._verdicts.clear()
+        self._verdicts[digest] = (verdict, now + AUTH_CACHE_SECONDS)
+        return verdict
+
+    def _check(self, key: str, digest: str) -> str | None:
         match = _KEY_PATTERN.match(key)
         if match is None:
             return None
         with self.engine.connect() as conn:
-            row = conn.execute(
-                select(api_keys.c.key_hash, api_keys.c.revoked_at).where(
-                    api_keys.c.id == match.group(1)
-                )
-            ).one_or_none()
+            row = conn.execute(_FIND_KEY, {"key_id": match.group(1)}).one_or_none()
         if row is None or row.revoked_at is not None:
             return None
-        return match.group(1) if hmac.compare_digest(row.key_hash, hash_key(key)) else None
+        return match.group(1) if hmac.compare_digest(row.key_hash, digest) else None

@@ -24,6 +24,8 @@ class Job:
     result: dict[str, Any] | None
     error_code: str | None
     error_message: str | None
+    queue_position: int | None = None
+    """How many queued jobs run before this one (0 = next); set by `get` while queued."""
 
     @classmethod
     def from_row(cls, row: Any) -> Job:
@@ -41,6 +43,7 @@ class Job:
             result=json.loads(row.result) if row.result else None,
             error_code=row.error_code,
             error_message=row.error_message,
+            queue_position=getattr(row, "queue_position", None),
         )
 
 

@@ -10,7 +10,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, and_, func, select, update
+from sqlalchemy import Engine, and_, bindparam, case, func, select, update
 
 from retouch.contract.states import JobState
 from retouch.jobs.database import migrate, open_sqlite, writer
@@ -21,6 +21,26 @@ from retouch.jobs.store import WORKER_LOST
 # How often an idle worker looks at SQLite's change counter: a pick-up within a few ms
 # costs one tiny pragma read per tick and no write lock.
 CHANGE_POLL_SECONDS = 0.005
+
+
+_AHEAD = jobs.alias("ahead")
+# Computed in the same statement as the job itself, and only for a queued job (CASE does
+# not evaluate the count otherwise): a status poll is one indexed read.
+_QUEUE_POSITION = case(
+    (
+        jobs.c.state == JobState.QUEUED,
+        select(func.count())
+        .select_from(_AHEAD)
+        .where(_AHEAD.c.state == JobState.QUEUED, _AHEAD.c.seq < jobs.c.seq)
+        .scalar_subquery(),
+    ),
+    else_=None,
+).label("queue_position")
+
+# Built once: a status poll then skips statement construction, its largest cost.
+_GET_JOB = select(jobs, _QUEUE_POSITION).where(
+    jobs.c.id == bindparam("job_id"), jobs.c.key_id == bindparam("key_id")
+)
 
 
 class SqlJobStore:
@@ -64,20 +84,8 @@ class SqlJobStore:
 
     def get(self, job_id: str, *, key_id: str) -> Job | None:
         with self.engine.connect() as conn:
-            row = conn.execute(
-                select(jobs).where(jobs.c.id == job_id, jobs.c.key_id == key_id)
-            ).one_or_none()
+            row = conn.execute(_GET_JOB, {"job_id": job_id, "key_id": key_id}).one_or_none()
         return Job.from_row(row) if row else None
-
-    def queue_position(self, job: Job) -> int:
-        with self.engine.connect() as conn:
-            return int(
-                conn.execute(
-                    select(func.count())
-                    .select_from(jobs)
-                    .where(jobs.c.state == JobState.QUEUED, jobs.c.seq < job.seq)
-                ).scalar_one()
-            )
 
     def count_queued(self) -> int:
         with self.engine.connect() as conn:

@@ -20,11 +20,8 @@ class JobStore(Protocol):
         ...
 
     def get(self, job_id: str, *, key_id: str) -> Job | None:
-        """The job if it exists and belongs to key_id; None otherwise (the two look alike)."""
-        ...
-
-    def queue_position(self, job: Job) -> int:
-        """How many queued jobs run before this one (0 = next)."""
+        """The job, with its queue position, if it exists and belongs to key_id; None
+        otherwise (the two look alike)."""
         ...
 
     def cancel(self, job_id: str, *, key_id: str) -> tuple[Job, bool] | None:
