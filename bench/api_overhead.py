@@ -75,11 +75,11 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=15)
     args = parser.parse_args()
 
-    from retouch.engine.preview import ensure_preview_model
+    from retouch.engine.preview import PREVIEW_DIRNAME, ensure_preview_model
 
     root = Path(tempfile.mkdtemp(prefix="retouch-bench-"))
     models = root / "models"
-    ensure_preview_model(models / "preview-flux2-klein")
+    ensure_preview_model(models / PREVIEW_DIRNAME)
     images = start_image_server()
     env = server_env(RETOUCH_MAX_QUEUED_JOBS="100000")
     body = {"prompt": "make it blue", "image_urls": [images.url("/square.png")]}

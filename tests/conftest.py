@@ -18,10 +18,10 @@ from e2e_support import (
 @pytest.fixture(scope="session")
 def models_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The preview model, built once for every server of the session."""
-    from retouch.engine.preview import ensure_preview_model
+    from retouch.engine.preview import PREVIEW_DIRNAME, ensure_preview_model
 
     cache = tmp_path_factory.mktemp("models")
-    ensure_preview_model(cache / "preview-flux2-klein")
+    ensure_preview_model(cache / PREVIEW_DIRNAME)
     return cache
 
 
