@@ -106,6 +106,8 @@ def test_extreme_but_valid_values_are_accepted(api: Api) -> None:
         (b'"text"', "application/json"),
         (b"", "application/json"),
         (b"\xff\xfe", "application/json"),
+        (b"[" * 100_000, "application/json"),
+        (b'{"prompt": ' + b"[" * 100_000 + b"}", "application/json"),
         (b"prompt=x", "application/x-www-form-urlencoded"),
     ],
 )

@@ -89,7 +89,7 @@ def endpoint_input_model(endpoint: str) -> type[BaseModel]:
 def parse_input(model: type[BaseModel], body: bytes) -> dict[str, Any]:
     try:
         json.loads(body)
-    except (ValueError, UnicodeDecodeError) as error:
+    except (ValueError, RecursionError) as error:
         raise ApiError(
             422,
             INVALID_INPUT,
