@@ -15,6 +15,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install --quiet "$(TORCH)"
 	$(BIN)/pip install --quiet -e ".[worker,dev]"
+	# spandrel (super-resolution loader) requires torchvision, which would replace the CPU
+	# torch here; it runs without it (see retouch/engine/upscale.py), so skip its deps.
+	$(BIN)/pip install --quiet --no-deps "spandrel>=0.4.2,<0.5" "einops>=0.7"
 	touch $(STAMP)
 
 serve: $(STAMP)

@@ -17,11 +17,12 @@ from e2e_support import (
 
 @pytest.fixture(scope="session")
 def models_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The preview model, built once for every server of the session."""
-    from retouch.engine.preview import PREVIEW_DIRNAME, ensure_preview_model
+    """Every engine's preview model, built once for every server of the session."""
+    from retouch.engine.registry import ENGINE_KINDS, preview_dirname
 
     cache = tmp_path_factory.mktemp("models")
-    ensure_preview_model(cache / PREVIEW_DIRNAME)
+    for kind, engine_class in ENGINE_KINDS.items():
+        engine_class.load_preview(cache / preview_dirname(kind))
     return cache
 
 

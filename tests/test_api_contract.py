@@ -71,7 +71,7 @@ def test_each_resolution_and_format_has_the_table_size(
     assert generation["generated_width"] % 16 == 0 and generation["generated_height"] % 16 == 0
     if resolution == "4K":
         assert generation["resize"] == "lanczos"
-        assert any("upscaled with Lanczos" in warning for warning in result["warnings"])
+        assert any("upscaled to 4096×4096 with lanczos" in w for w in result["warnings"])
 
 
 @pytest.mark.parametrize(
@@ -182,4 +182,24 @@ def test_models_schema_and_docs(api: Api) -> None:
     assert unknown.status_code == 400 and unknown.json()["error_code"] == 400001
     assert httpx.get(f"{api.base}/docs").status_code == 200
     openapi = httpx.get(f"{api.base}/openapi.json").json()
-    assert "/v1/models/google/nano-banana-2/edit" in openapi["paths"]
+    submit = openapi["paths"]["/v1/models/{owner_name}/{model_name}/{task}"]["post"]
+    body_schema = submit["requestBody"]["content"]["application/json"]["schema"]
+    assert body_schema["required"] == ["prompt", "image_urls"]
+
+
+def test_file_downloads_support_head_and_one_range(api: Api, image_server: ImageServer) -> None:
+    result = api.wait(
+        api.submit_ok(
+            {"prompt": "x", "image_urls": [image_server.url("/square.png")], "resolution": "0.5K"}
+        )
+    )
+    url = result["output"]["image"]
+    full = httpx.get(url).content
+    head = httpx.head(url)
+    assert head.status_code == 200 and int(head.headers["content-length"]) == len(full)
+    part = httpx.get(url, headers={"Range": "bytes=0-9"})
+    assert part.status_code == 206 and part.content == full[:10]
+    for bad in ("bytes=abc", "bytes=5-2", "items=0-1", "bytes=0-1,4-5", f"bytes={len(full)}-"):
+        response = httpx.get(url, headers={"Range": bad})
+        assert response.status_code == 416, bad
+        assert response.json()["error_code"] == 416001

@@ -135,6 +135,13 @@ def test_body_over_the_cap_is_413(api: Api) -> None:
     assert response.json()["error_code"] == 413001
 
 
+def test_a_body_without_a_key_is_refused_before_it_is_read(api: Api) -> None:
+    response = httpx.post(
+        f"{api.base}/v1/models/google/nano-banana-2/edit", content=b"x" * (900 * 1024)
+    )
+    assert response.status_code == 401
+
+
 def test_chunked_body_over_the_cap_is_413(api: Api) -> None:
     def chunks() -> Any:
         for _ in range(40):

@@ -9,6 +9,18 @@ from pathlib import Path
 from e2e_support import Api, ImageServer, RetouchProcess, server_env, worker_process
 
 
+def worker_processes_of(data_dir: Path) -> list[int]:
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            arguments = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"worker" in arguments and str(data_dir).encode() in arguments:
+            found.append(int(cmdline.parent.name))
+    return found
+
+
 def test_a_job_whose_worker_is_killed_runs_again(data_dir: Path, image_server: ImageServer) -> None:
     env = server_env()
     server = RetouchProcess(data_dir, env).serve("--no-worker")
@@ -87,6 +99,8 @@ def test_stopping_serve_mid_job_puts_the_job_back(
     )
     api.wait_for_status(request_id, "in_progress", timeout=90)
     server.stop()
+    # serve stops its worker before it exits: no worker of this data dir is left running.
+    assert not worker_processes_of(data_dir)
     restarted = RetouchProcess(data_dir, env, port=server.port).serve()
     try:
         result = api.wait(request_id, timeout=90)

@@ -85,3 +85,19 @@ def test_storage_refuses_path_tricks(tmp_path: Path) -> None:
     good = "00000000-0000-0000-0000-000000000000/0-abc.png"
     storage.put(good, b"data")
     assert storage.path(good).read_bytes() == b"data"
+
+
+def test_a_short_or_broken_signing_secret_is_refused(tmp_path: Path) -> None:
+    for text in ("", "abcd", "not hex at all"):
+        (tmp_path / "signing.key").write_text(text)
+        with pytest.raises(ValueError, match="signing secret"):
+            load_or_create_secret(tmp_path / "signing.key")
+
+
+def test_keep_only_removes_other_attempts_files(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path)
+    request = "00000000-0000-0000-0000-000000000000"
+    for name in ("0-aaaa.png", "0-bbbb.png", "1-bbbb.png"):
+        storage.put(f"{request}/{name}", b"x")
+    storage.keep_only(request, [f"{request}/0-bbbb.png", f"{request}/1-bbbb.png"])
+    assert sorted(p.name for p in (tmp_path / request).iterdir()) == ["0-bbbb.png", "1-bbbb.png"]

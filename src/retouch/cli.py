@@ -14,7 +14,8 @@ from rich.console import Console
 from rich.table import Table
 
 from retouch.config import Settings
-from retouch.services import PREVIEW_ENGINE_WARNING, open_services
+from retouch.endpoints import ConfigError, Endpoint, load_endpoints
+from retouch.services import open_services
 
 app = typer.Typer(
     help="Retouch: self-hosted image editing from a text prompt.", no_args_is_help=True
@@ -22,7 +23,7 @@ app = typer.Typer(
 keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 
 DataDir = Annotated[
     Path | None,
@@ -35,10 +36,30 @@ Model = Annotated[
     typer.Option(help="Weights: a local directory or a Hugging Face id; unset = preview model"),
 ]
 Device = Annotated[str | None, typer.Option(help="Torch device, e.g. cuda:0 (default: auto)")]
+ConfigFile = Annotated[
+    Path | None,
+    typer.Option("--config", help="TOML file of served endpoints [env RETOUCH_CONFIG]"),
+]
 
 
 def load_settings(**overrides: Any) -> Settings:
     return Settings(**{name: value for name, value in overrides.items() if value is not None})
+
+
+def preview_warning(endpoint: Endpoint) -> str:
+    return (
+        f"PREVIEW MODEL on {endpoint.id}: no model is configured for it, so Retouch runs "
+        f"{endpoint.engine} with tiny random weights. Its outputs are noise, not real edits. "
+        "Configure real weights (--model, or `model` in the config file) on a GPU machine."
+    )
+
+
+def endpoints_or_exit(settings: Settings) -> list[Endpoint]:
+    try:
+        return load_endpoints(settings)
+    except ConfigError as error:
+        console.print(f"configuration error: {error}", style="bold red", markup=False)
+        raise typer.Exit(2) from None
 
 
 def configure_logging() -> None:
@@ -56,6 +77,7 @@ def serve(
     data_dir: DataDir = None,
     model: Model = None,
     device: Device = None,
+    config: ConfigFile = None,
     worker: Annotated[bool, typer.Option(help="Run a worker process beside the API")] = True,
 ) -> None:
     """Run the API, with one worker process beside it."""
@@ -65,7 +87,10 @@ def serve(
     from retouch.worker.supervisor import WorkerSupervisor
 
     configure_logging()
-    settings = load_settings(host=host, port=port, data_dir=data_dir, model=model, device=device)
+    settings = load_settings(
+        host=host, port=port, data_dir=data_dir, model=model, device=device, config=config
+    )
+    endpoints = endpoints_or_exit(settings)
     services = open_services(settings)
     if services.keys.count() == 0:
         _, key = services.keys.create("default")
@@ -73,46 +98,68 @@ def serve(
             "[bold green]First start: created API key 'default'. It is shown only this once:"
         )
         print(key, flush=True)
-    if settings.model is None:
-        console.print(PREVIEW_ENGINE_WARNING, style="bold red", markup=False)
+    for endpoint in endpoints:
+        if endpoint.preview:
+            console.print(preview_warning(endpoint), style="bold red", markup=False)
     supervisor = WorkerSupervisor(settings) if worker else None
     if supervisor:
         supervisor.start()
-    try:
-        uvicorn.run(
-            create_app(settings, services),
-            host=settings.host,
-            port=settings.port,
-            log_level="warning",
-            access_log=False,
-        )
-    finally:
-        if supervisor:
-            supervisor.stop()
-        services.close()
+    uvicorn.run(
+        create_app(
+            settings, services, endpoints, on_shutdown=supervisor.stop if supervisor else None
+        ),
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        access_log=False,
+        # Bounded, so a client holding a connection open cannot keep the server from stopping.
+        timeout_graceful_shutdown=5,
+    )
 
 
 @app.command("worker")
-def worker_command(data_dir: DataDir = None, model: Model = None, device: Device = None) -> None:
+def worker_command(
+    data_dir: DataDir = None,
+    model: Model = None,
+    device: Device = None,
+    config: ConfigFile = None,
+    endpoint: Annotated[
+        list[str] | None,
+        typer.Option(help="Serve only this endpoint id (repeatable); default: all configured"),
+    ] = None,
+) -> None:
     """Run one worker process against a data dir (one per GPU)."""
-    from retouch.engine.loader import load_engine
-    from retouch.worker.runner import Worker
+    from retouch.engine.registry import load_engine
+    from retouch.engine.upscale import load_upscaler
+    from retouch.worker.runner import EnginePool, Worker
 
     configure_logging()
     log = logging.getLogger("retouch.worker")
-    settings = load_settings(data_dir=data_dir, model=model, device=device)
+    settings = load_settings(data_dir=data_dir, model=model, device=device, config=config)
+    endpoints = endpoints_or_exit(settings)
+    if endpoint:
+        unknown = sorted(set(endpoint) - {e.id for e in endpoints})
+        if unknown:
+            console.print(f"not configured: {', '.join(unknown)}", style="bold red", markup=False)
+            raise typer.Exit(2)
+        endpoints = [e for e in endpoints if e.id in endpoint]
+    for served in endpoints:
+        if served.preview:
+            log.warning(preview_warning(served))
     services = open_services(settings)
-    engine = load_engine(settings.model, data_dir=settings.data_dir, device=settings.device)
-    if engine.info.preview:
-        log.warning(PREVIEW_ENGINE_WARNING)
-    log.info(
-        "engine %s, model %s on %s (%s)",
-        engine.info.engine,
-        engine.info.model,
-        engine.info.device,
-        engine.info.dtype,
-    )
-    runner = Worker(settings, services.store, services.storage, engine)
+
+    def load(served: Endpoint) -> Any:
+        return load_engine(
+            served.engine, served.model, models_dir=settings.models_dir, options=served.options
+        )
+
+    pool = EnginePool(load)
+    # Load every served engine now, so the first request does not pay for it and a broken
+    # model fails at start, not on a user's job.
+    for served in endpoints:
+        pool.get(served)
+    upscaler = load_upscaler(settings.upscaler, device=settings.device)
+    runner = Worker(settings, services.store, services.storage, endpoints, pool, upscaler)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: runner.stop())
     try:

@@ -19,7 +19,17 @@ class Settings(BaseSettings):
     model: str | None = Field(
         None, description="Local directory or Hugging Face id of the weights; unset = preview"
     )
+    config: Path | None = Field(None, description="TOML file of served endpoints (see README)")
     device: str | None = Field(None, description="Torch device for the worker, e.g. cuda:0")
+    compile: bool | None = None
+    attention_backend: str | None = None
+    vae_tiling: bool | None = None
+    cpu_offload: bool | None = None
+    upscaler: Path | None = Field(
+        None,
+        description="Super-resolution weights (Real-ESRGAN family) for sizes above a "
+        "model's ceiling; unset = Lanczos",
+    )
     host: str = "127.0.0.1"
     port: int = 8000
     public_base_url: str | None = Field(
@@ -41,6 +51,9 @@ class Settings(BaseSettings):
     # Jobs.
     lease_seconds: float = 30.0
     max_attempts: int = 3
+    cancel_running: bool = Field(
+        False, description="Let cancel interrupt a running job (an extension of the contract)"
+    )
 
     # Outputs.
     url_ttl_seconds: int = 24 * 3600

@@ -4,19 +4,12 @@ by the API, the worker and the CLI."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from retouch.auth.keys import KeyStore
 from retouch.config import Settings
 from retouch.jobs.sql_store import SqlJobStore
 from retouch.storage.local import LocalStorage
 from retouch.storage.signing import UrlSigner, load_or_create_secret
-
-PREVIEW_ENGINE_WARNING = (
-    "PREVIEW MODEL: no --model is configured, so Retouch runs FLUX.2 [klein] with tiny random "
-    "weights. Its outputs are noise, not real edits. Load real weights with "
-    "--model black-forest-labs/FLUX.2-klein-4B (or a local directory) on a GPU machine."
-)
 
 
 @dataclass
@@ -41,12 +34,3 @@ def open_services(settings: Settings) -> Services:
         storage=LocalStorage(settings.outputs_dir),
         signer=UrlSigner(load_or_create_secret(settings.data_dir / "signing.key")),
     )
-
-
-def describe_engine(settings: Settings) -> dict[str, Any]:
-    """What the configured engine is, known without loading it (the API has no torch)."""
-    return {
-        "engine": "flux2-klein",
-        "model": settings.model or "preview",
-        "preview": settings.model is None,
-    }

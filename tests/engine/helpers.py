@@ -8,6 +8,11 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from retouch.engine.registry import ENGINE_KINDS
+
+PREVIEW_KINDS = list(ENGINE_KINDS)
+"""The shared suite runs on every engine kind's preview model."""
+
 
 def noise_image(width: int, height: int, seed: int = 0) -> Image.Image:
     """A random RGB picture: a reference whose pixels actually differ."""
@@ -20,8 +25,8 @@ def as_array(image: Image.Image) -> np.ndarray:
     return np.asarray(image, dtype=np.int16)
 
 
-def load_pipeline(folder: Path) -> Any:
-    """Flux2KleinPipeline.from_pretrained, typed Any (diffusers is untyped)."""
-    from diffusers import Flux2KleinPipeline
+def load_pipeline(folder: Path, pipeline: str = "Flux2KleinPipeline") -> Any:
+    """<pipeline>.from_pretrained(folder), typed Any (diffusers is untyped)."""
+    import diffusers
 
-    return Flux2KleinPipeline.from_pretrained(folder)  # type: ignore[no-untyped-call]
+    return getattr(diffusers, pipeline).from_pretrained(folder)

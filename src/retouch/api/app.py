@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 
 from retouch.api.body_limit import BodyLimitMiddleware
@@ -10,12 +13,30 @@ from retouch.api.routes import router
 from retouch.api.state import AppState
 from retouch.api.views import Views
 from retouch.config import Settings
-from retouch.services import Services, describe_engine, open_services
+from retouch.endpoints import Endpoint, load_endpoints
+from retouch.services import Services, open_services
 
 
-def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
+def create_app(
+    settings: Settings,
+    services: Services | None = None,
+    endpoints: list[Endpoint] | None = None,
+    on_shutdown: Callable[[], None] | None = None,
+) -> FastAPI:
+    """on_shutdown runs when the server stops gracefully, before uvicorn exits (`retouch
+    serve` stops its worker there: uvicorn re-raises SIGTERM after shutting down, so code
+    after uvicorn.run would never run)."""
     services = services or open_services(settings)
+    endpoints = endpoints if endpoints is not None else load_endpoints(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if on_shutdown is not None:
+            on_shutdown()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="Retouch",
         description=(
             "Self-hosted image editing from a text prompt, speaking the RunComfy Model API "
@@ -30,7 +51,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
         storage=services.storage,
         signer=services.signer,
         views=Views(services.signer, settings.url_ttl_seconds),
-        engine_description=describe_engine(settings),
+        endpoints={endpoint.id: endpoint for endpoint in endpoints},
     )
     install_error_handlers(app)
     app.include_router(router)

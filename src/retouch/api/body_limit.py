@@ -1,13 +1,19 @@
-"""A cap on request bodies, enforced while reading them (chunked bodies included), answered
-with 413001 before the app sees the request."""
+"""A cap on request bodies and a deadline for each chunk of them.
+
+The body is not buffered here: the cap is counted as the route reads it, so a request is
+authenticated before any of its body is held in memory, and crossing the cap raises an
+ApiError (413001) that the error handlers answer."""
 
 from __future__ import annotations
 
-import json
+import asyncio
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from retouch.api.errors import BODY_TOO_LARGE
+from retouch.api.errors import BODY_TOO_LARGE, SLOW_BODY, ApiError, error_response
+
+# A client that sends nothing for this long while uploading a body is dropped (slowloris).
+BODY_CHUNK_TIMEOUT_SECONDS = 30.0
 
 
 class BodyLimitMiddleware:
@@ -15,28 +21,13 @@ class BodyLimitMiddleware:
         self.app = app
         self.max_bytes = max_bytes
 
-    async def _reject(self, send: Send) -> None:
-        body = json.dumps(
-            {
-                "error_code": BODY_TOO_LARGE,
-                "error_message": (
-                    f"request body is larger than {self.max_bytes} bytes: send fewer or smaller "
-                    "images, or pass them as URLs instead of data: URIs"
-                ),
-            }
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
+    def _too_large(self) -> ApiError:
+        return ApiError(
+            413,
+            BODY_TOO_LARGE,
+            f"request body is larger than {self.max_bytes} bytes: send fewer or smaller "
+            "images, or pass them as URLs instead of data: URIs",
         )
-        await send({"type": "http.response.body", "body": body})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
@@ -44,32 +35,27 @@ class BodyLimitMiddleware:
             return
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                await self._reject(send)
+                error = self._too_large()
+                response = error_response(error.status, error.code, error.message)
+                response.headers["Connection"] = "close"
+                await response(scope, receive, send)
                 return
-        # Read the whole (capped) body now and replay it: the app then never holds a
-        # partial body when the cap is crossed mid-stream.
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_bytes:
-                await self._reject(send)
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
-        replayed = False
+        received = 0
 
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
+        async def counted_receive() -> Message:
+            nonlocal received
+            try:
+                message = await asyncio.wait_for(receive(), BODY_CHUNK_TIMEOUT_SECONDS)
+            except TimeoutError:
+                raise ApiError(
+                    408,
+                    SLOW_BODY,
+                    f"the request body stalled for {BODY_CHUNK_TIMEOUT_SECONDS:.0f} s",
+                ) from None
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise self._too_large()
+            return message
 
-        await self.app(scope, replay, send)
+        await self.app(scope, counted_receive, send)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, JSONResponse
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from retouch.api.errors import (
@@ -15,18 +16,23 @@ from retouch.api.errors import (
     INVALID_INPUT,
     NOT_FOUND,
     OVERLOADED,
+    RANGE_NOT_SATISFIABLE,
     UNAUTHORIZED,
     UNKNOWN_MODEL,
     ApiError,
     invalid_input,
 )
 from retouch.api.state import AppState
-from retouch.contract.endpoints import INPUT_MODELS, input_schema
+from retouch.contract.endpoints import INPUT_MODEL, input_schema
 from retouch.contract.states import STATUS_NAMES, JobState
+from retouch.engine.registry import describe_kind
 from retouch.jobs.models import Job, QueueFull
 from retouch.media.encode import CONTENT_TYPES, FILE_EXTENSIONS
 
 router = APIRouter()
+
+# A worker that has not reported for this long is not listed (it reports every few seconds).
+WORKER_ALIVE_SECONDS = 30.0
 
 CONTENT_TYPE_BY_EXTENSION = {FILE_EXTENSIONS[fmt]: CONTENT_TYPES[fmt] for fmt in CONTENT_TYPES}
 
@@ -76,17 +82,15 @@ def find_job(state: AppState, request_id: str, owner: str) -> Job:
     return job
 
 
-def endpoint_input_model(endpoint: str) -> type[BaseModel]:
-    model = INPUT_MODELS.get(endpoint)
-    if model is None:
-        known = ", ".join(INPUT_MODELS)
+def check_endpoint(state: AppState, endpoint: str) -> None:
+    if endpoint not in state.endpoints:
+        known = ", ".join(state.endpoints)
         raise ApiError(
             400, UNKNOWN_MODEL, f"unknown model id {endpoint!r}; this server serves: {known}"
         )
-    return model
 
 
-def parse_input(model: type[BaseModel], body: bytes) -> dict[str, Any]:
+def parse_input(body: bytes) -> dict[str, Any]:
     try:
         json.loads(body)
     except (ValueError, RecursionError) as error:
@@ -97,23 +101,23 @@ def parse_input(model: type[BaseModel], body: bytes) -> dict[str, Any]:
             detail=[{"field": "body", "path": [], "message": f"not valid JSON: {error}"}],
         ) from None
     try:
-        return model.model_validate_json(body).model_dump(mode="json")
+        return INPUT_MODEL.model_validate_json(body).model_dump(mode="json")
     except ValidationError as error:
         raise invalid_input([dict(e) for e in error.errors()]) from None
 
 
-def submit_openapi(endpoint: str) -> dict[str, Any]:
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": input_schema(endpoint)}},
-        }
+SUBMIT_OPENAPI = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": input_schema()}},
     }
+}
 
 
 async def _submit(request: Request, state: AppState, owner: str, endpoint: str) -> dict[str, Any]:
-    model = endpoint_input_model(endpoint)
-    fields = parse_input(model, await request.body())
+    check_endpoint(state, endpoint)
+    # Validation of a large body (data: URIs) must not hold up the event loop.
+    fields = await run_in_threadpool(parse_input, await request.body())
     try:
         job = await run_in_threadpool(
             state.store.submit,
@@ -132,53 +136,50 @@ async def _submit(request: Request, state: AppState, owner: str, endpoint: str) 
     return state.views.submitted(base_url(request, state), job)
 
 
-def submit_route(endpoint: str) -> Any:
-    async def submit(request: Request, state: State, owner: KeyId) -> dict[str, Any]:
-        return await _submit(request, state, owner, endpoint)
-
-    return submit
-
-
-def add_submit_routes() -> None:
-    """One documented route per served endpoint (so /docs shows each input schema), and a
-    catch-all that answers 400001 for any other model id."""
-    for endpoint in INPUT_MODELS:
-        router.add_api_route(
-            f"/v1/models/{endpoint}",
-            submit_route(endpoint),
-            methods=["POST"],
-            summary=f"Submit a {endpoint} request",
-            openapi_extra=submit_openapi(endpoint),
-            tags=["requests"],
-        )
-
-    @router.post("/v1/models/{owner_name}/{model_name}/{task}", include_in_schema=False)
-    async def submit_unknown(
-        request: Request, state: State, owner: KeyId, owner_name: str, model_name: str, task: str
-    ) -> dict[str, Any]:
-        return await _submit(request, state, owner, f"{owner_name}/{model_name}/{task}")
+@router.post(
+    "/v1/models/{owner_name}/{model_name}/{task}",
+    tags=["requests"],
+    summary="Submit a request to an endpoint (GET /v1/models lists them)",
+    openapi_extra=SUBMIT_OPENAPI,
+)
+async def submit(
+    request: Request, state: State, owner: KeyId, owner_name: str, model_name: str, task: str
+) -> dict[str, Any]:
+    return await _submit(request, state, owner, f"{owner_name}/{model_name}/{task}")
 
 
-add_submit_routes()
-
-
-# The hot paths answer JSONResponse directly: FastAPI's generic encoding of a returned dict
-# costs more than the database read.
 @router.get("/v1/requests/{request_id}/status", tags=["requests"], response_class=JSONResponse)
-async def status(request: Request, request_id: str, state: State, owner: KeyId) -> JSONResponse:
+async def status(
+    request: Request, request_id: str, state: State, owner: KeyId, logs: bool = False
+) -> JSONResponse:
+    """`?logs=1` adds the job's timestamped log lines."""
     job = find_job(state, request_id, owner)
-    return JSONResponse(state.views.status(base_url(request, state), job))
+    body = state.views.status(base_url(request, state), job)
+    if logs:
+        body["logs"] = state.views.logs(state.store.logs(job.id))
+    return JSONResponse(body)
 
 
 @router.get("/v1/requests/{request_id}/result", tags=["requests"], response_class=JSONResponse)
-async def result(request: Request, request_id: str, state: State, owner: KeyId) -> JSONResponse:
+async def result(
+    request: Request, request_id: str, state: State, owner: KeyId, logs: bool = False
+) -> JSONResponse:
+    """`?logs=1` adds the job's timestamped log lines."""
     job = find_job(state, request_id, owner)
-    return JSONResponse(state.views.result(base_url(request, state), job))
+    body = state.views.result(base_url(request, state), job)
+    if logs:
+        body["logs"] = state.views.logs(state.store.logs(job.id))
+    return JSONResponse(body)
 
 
 @router.post("/v1/requests/{request_id}/cancel", status_code=202, tags=["requests"])
 async def cancel(request_id: str, state: State, owner: KeyId) -> dict[str, Any]:
-    found = await run_in_threadpool(state.store.cancel, request_id, key_id=owner)
+    found = await run_in_threadpool(
+        state.store.cancel,
+        request_id,
+        key_id=owner,
+        running_too=state.settings.cancel_running,
+    )
     if found is None:
         raise ApiError(404, NOT_FOUND, f"request {request_id} not found (or expired)")
     job, _ = found
@@ -192,25 +193,72 @@ async def list_models(request: Request, state: State, _owner: KeyId) -> dict[str
     return {
         "models": [
             {
-                "id": endpoint,
-                **state.engine_description,
-                "schema_url": f"{base}/v1/models/{endpoint}/schema",
+                "id": endpoint.id,
+                "engine": endpoint.engine,
+                "model": endpoint.model or "preview",
+                "preview": endpoint.preview,
+                "supports": describe_kind(endpoint.engine),
+                "schema_url": f"{base}/v1/models/{endpoint.id}/schema",
             }
-            for endpoint in INPUT_MODELS
+            for endpoint in state.endpoints.values()
         ]
     }
 
 
 @router.get("/v1/models/{endpoint:path}/schema", tags=["models"])
 async def model_schema(endpoint: str, state: State, _owner: KeyId) -> dict[str, Any]:
-    endpoint_input_model(endpoint)
-    return input_schema(endpoint)
+    check_endpoint(state, endpoint)
+    return input_schema()
 
 
-@router.get("/v1/files/{request_id}/{filename}", tags=["files"], response_model=None)
+@router.get("/v1/workers", tags=["operations"])
+async def list_workers(state: State, _owner: KeyId) -> dict[str, Any]:
+    """Workers alive now: what each serves, its engines, and its memory."""
+    return {"workers": state.views.workers(state.store.workers(seen_within=WORKER_ALIVE_SECONDS))}
+
+
+_SINGLE_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def check_range(header: str | None, size: int) -> None:
+    """Allow one satisfiable byte range (resumed downloads); anything else is answered in
+    our envelope instead of the framework's plain-text errors."""
+    if header is None:
+        return
+    match = _SINGLE_RANGE.match(header.strip())
+    first, last = match.groups() if match else ("", "")
+    satisfiable = (
+        bool(match)
+        and (first or last)
+        and (
+            (int(first) < size and (not last or int(last) >= int(first)))
+            if first
+            else int(last) > 0
+        )
+    )
+    if not satisfiable:
+        raise ApiError(
+            416,
+            RANGE_NOT_SATISFIABLE,
+            f"unsupported or unsatisfiable Range {header[:100]!r}: ask for one range of "
+            f"bytes=START-END within the file's {size} bytes, or omit the header",
+        )
+
+
+@router.api_route(
+    "/v1/files/{request_id}/{filename}",
+    methods=["GET", "HEAD"],
+    tags=["files"],
+    response_model=None,
+)
 async def output_file(
-    request_id: str, filename: str, state: State, expires: int = 0, sig: str = ""
-) -> FileResponse | JSONResponse:
+    request: Request,
+    request_id: str,
+    filename: str,
+    state: State,
+    expires: int = 0,
+    sig: str = "",
+) -> FileResponse:
     name = f"{request_id}/{filename}"
     if not state.storage.is_valid_name(name) or not state.signer.verify(name, expires, sig):
         raise ApiError(
@@ -222,6 +270,7 @@ async def output_file(
     content_type = CONTENT_TYPE_BY_EXTENSION.get(path.suffix.lstrip("."))
     if content_type is None or not path.is_file():
         raise ApiError(404, NOT_FOUND, "file not found (it may have been deleted)")
+    check_range(request.headers.get("range"), path.stat().st_size)
     return FileResponse(
         path,
         media_type=content_type,

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from retouch.api.views import Views
 from retouch.auth.keys import KeyStore
 from retouch.config import Settings
+from retouch.endpoints import Endpoint
 from retouch.jobs.store import JobStore
 from retouch.storage.local import LocalStorage
 from retouch.storage.signing import UrlSigner
@@ -21,4 +21,4 @@ class AppState:
     storage: LocalStorage
     signer: UrlSigner
     views: Views
-    engine_description: dict[str, Any]
+    endpoints: dict[str, Endpoint]

@@ -7,7 +7,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from retouch.contract.states import RESULT_NAMES, STATUS_NAMES, JobState
-from retouch.jobs.models import Job
+from retouch.jobs.models import Job, LogLine, WorkerRecord
 from retouch.storage.signing import UrlSigner
 
 
@@ -42,7 +42,33 @@ class Views:
             body["queue_position"] = job.queue_position
         body["status_url"] = urls["status_url"]
         body["result_url"] = urls["result_url"]
+        if job.state is JobState.RUNNING and job.progress_total:
+            step = job.progress_step or 0
+            body["progress"] = {
+                "step": step,
+                "total": job.progress_total,
+                "fraction": round(step / job.progress_total, 4),
+            }
         return body
+
+    @staticmethod
+    def logs(lines: list[LogLine]) -> list[dict[str, Any]]:
+        return [
+            {"time": iso_utc(line.at), "level": line.level, "message": line.message}
+            for line in lines
+        ]
+
+    @staticmethod
+    def workers(records: list[WorkerRecord]) -> list[dict[str, Any]]:
+        return [
+            {
+                "id": record.id,
+                "started_at": iso_utc(record.started_at),
+                "last_seen": iso_utc(record.last_seen),
+                **record.info,
+            }
+            for record in records
+        ]
 
     def file_url(self, base: str, name: str) -> str:
         expires, signature = self.signer.sign(name, self.url_ttl_seconds)
@@ -64,7 +90,7 @@ class Views:
         # Our additions live beside the contract's fields, never instead of them.
         body["started_at"] = iso_utc(job.started_at)
         body["attempts"] = job.attempts
-        for extra in ("model", "warnings", "generation", "images_info", "timings"):
+        for extra in ("model", "warnings", "generation", "references", "timings"):
             if extra in stored:
                 body[extra] = stored[extra]
         return body

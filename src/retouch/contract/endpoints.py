@@ -1,17 +1,17 @@
-"""Which endpoint ids this server answers and the input model of each."""
+"""The contract every served endpoint speaks: its input model and schema."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel
-
 from retouch.contract.nano_banana_edit import NanoBananaEditInput
 
 DEFAULT_ENDPOINT = "google/nano-banana-2/edit"
 
-INPUT_MODELS: dict[str, type[BaseModel]] = {DEFAULT_ENDPOINT: NanoBananaEditInput}
+# Every endpoint speaks the nano-banana-2/edit contract, whatever engine serves it, so a
+# client written for the hosted API can switch endpoints without changing its requests.
+INPUT_MODEL = NanoBananaEditInput
 
 
-def input_schema(endpoint: str) -> dict[str, Any]:
-    return INPUT_MODELS[endpoint].model_json_schema()
+def input_schema() -> dict[str, Any]:
+    return INPUT_MODEL.model_json_schema()

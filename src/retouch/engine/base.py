@@ -37,6 +37,12 @@ class EngineInfo:
     size_multiple: int
     """Both output sides are multiples of this."""
     min_side: int
+    max_references: int = 1
+    """How many reference images the model conditions on natively; more are combined first
+    (see retouch.engine.references)."""
+    reference_pixels: int = 1024 * 1024
+    """Pixel budget per reference the model sees (larger ones are shrunk by the pipeline)."""
+    default_steps: int = 4
     device: str = "cpu"
     dtype: str = "float32"
     extra: dict[str, str] = field(default_factory=dict)

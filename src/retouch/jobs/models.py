@@ -15,7 +15,9 @@ class Job:
     seq: int
     key_id: str
     endpoint: str
-    input: dict[str, Any]
+    input: dict[str, Any] | None
+    """None when not loaded: status and result reads skip it (it can hold megabytes of
+    data: URIs, and parsing it would stall every poll)."""
     state: JobState
     attempts: int
     created_at: float
@@ -24,6 +26,8 @@ class Job:
     result: dict[str, Any] | None
     error_code: str | None
     error_message: str | None
+    progress_step: int | None = None
+    progress_total: int | None = None
     queue_position: int | None = None
     """How many queued jobs run before this one (0 = next); set by `get` while queued."""
 
@@ -34,7 +38,7 @@ class Job:
             seq=row.seq,
             key_id=row.key_id,
             endpoint=row.endpoint,
-            input=json.loads(row.input),
+            input=json.loads(row.input) if "input" in row._fields else None,
             state=JobState(row.state),
             attempts=row.attempts,
             created_at=row.created_at,
@@ -43,6 +47,8 @@ class Job:
             result=json.loads(row.result) if row.result else None,
             error_code=row.error_code,
             error_message=row.error_message,
+            progress_step=row.progress_step,
+            progress_total=row.progress_total,
             queue_position=getattr(row, "queue_position", None),
         )
 
@@ -57,3 +63,18 @@ class Claim:
 
 class QueueFull(Exception):
     """More jobs are queued than the server accepts; the client should retry later."""
+
+
+@dataclass(frozen=True)
+class LogLine:
+    at: float
+    level: str
+    message: str
+
+
+@dataclass(frozen=True)
+class WorkerRecord:
+    id: str
+    started_at: float
+    last_seen: float
+    info: dict[str, Any]

@@ -50,5 +50,28 @@ jobs = Table(
     Column("result", Text, nullable=True),
     Column("error_code", String(100), nullable=True),
     Column("error_message", Text, nullable=True),
+    Column("progress_step", Integer, nullable=True),
+    Column("progress_total", Integer, nullable=True),
     Index("ix_jobs_state_seq", "state", "seq"),
+)
+
+job_logs = Table(
+    "job_logs",
+    metadata,
+    Column("seq", SEQUENCE_TYPE, primary_key=True, autoincrement=True),
+    Column("job_id", String(36), nullable=False),
+    Column("at", Float, nullable=False),
+    Column("level", String(10), nullable=False),
+    Column("message", Text, nullable=False),
+    Index("ix_job_logs_job_id", "job_id", "seq"),
+)
+
+# One row per worker process, refreshed while it lives: what it serves and its memory.
+workers = Table(
+    "workers",
+    metadata,
+    Column("id", String(200), primary_key=True),
+    Column("started_at", Float, nullable=False),
+    Column("last_seen", Float, nullable=False),
+    Column("info", Text, nullable=False),
 )

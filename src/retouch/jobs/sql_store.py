@@ -7,15 +7,16 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, and_, bindparam, case, func, select, update
+from sqlalchemy import Engine, and_, bindparam, case, delete, func, select, update
 
 from retouch.contract.states import JobState
 from retouch.jobs.database import migrate, open_sqlite, writer
-from retouch.jobs.models import Claim, Job, QueueFull
-from retouch.jobs.schema import jobs
+from retouch.jobs.models import Claim, Job, LogLine, QueueFull, WorkerRecord
+from retouch.jobs.schema import job_logs, jobs, workers
 from retouch.jobs.store import WORKER_LOST
 
 # How often an idle worker looks at SQLite's change counter: a pick-up within a few ms
@@ -38,7 +39,7 @@ _QUEUE_POSITION = case(
 ).label("queue_position")
 
 # Built once: a status poll then skips statement construction, its largest cost.
-_GET_JOB = select(jobs, _QUEUE_POSITION).where(
+_GET_JOB = select(*(c for c in jobs.c if c.name != "input"), _QUEUE_POSITION).where(
     jobs.c.id == bindparam("job_id"), jobs.c.key_id == bindparam("key_id")
 )
 
@@ -95,39 +96,49 @@ class SqlJobStore:
                 ).scalar_one()
             )
 
-    def cancel(self, job_id: str, *, key_id: str) -> tuple[Job, bool] | None:
+    def cancel(
+        self, job_id: str, *, key_id: str, running_too: bool = False
+    ) -> tuple[Job, bool] | None:
+        cancellable = [JobState.QUEUED, JobState.RUNNING] if running_too else [JobState.QUEUED]
         with self._writer.begin() as conn:
             cancelled = conn.execute(
                 update(jobs)
                 .where(
                     jobs.c.id == job_id,
                     jobs.c.key_id == key_id,
-                    jobs.c.state == JobState.QUEUED,
+                    jobs.c.state.in_(cancellable),
                 )
-                .values(state=JobState.CANCELLED, finished_at=time.time())
+                .values(
+                    state=JobState.CANCELLED,
+                    finished_at=time.time(),
+                    lease_token=None,
+                    lease_expires_at=None,
+                )
             ).rowcount
             row = conn.execute(
                 select(jobs).where(jobs.c.id == job_id, jobs.c.key_id == key_id)
             ).one_or_none()
+            if cancelled:
+                self._log(conn, job_id, "info", "cancelled at the client's request")
         if row is None:
             return None
         return Job.from_row(row), cancelled == 1
 
     # --- worker side ----------------------------------------------------------------
 
-    def claim(self, *, worker_id: str, lease_seconds: float) -> Claim | None:
+    def claim(
+        self, *, worker_id: str, lease_seconds: float, endpoints: Sequence[str] | None = None
+    ) -> Claim | None:
         self.reap_expired()
         token = str(uuid.uuid4())
         now = time.time()
+        queued = select(jobs.c.seq).where(jobs.c.state == JobState.QUEUED)
+        if endpoints is not None:
+            queued = queued.where(jobs.c.endpoint.in_(list(endpoints)))
         with self._writer.begin() as conn:
             # The write lock is held from BEGIN IMMEDIATE, so no other claimer sees this row
             # as queued between the select and the update.
-            seq = conn.execute(
-                select(jobs.c.seq)
-                .where(jobs.c.state == JobState.QUEUED)
-                .order_by(jobs.c.seq)
-                .limit(1)
-            ).scalar_one_or_none()
+            seq = conn.execute(queued.order_by(jobs.c.seq).limit(1)).scalar_one_or_none()
             if seq is None:
                 return None
             conn.execute(
@@ -140,9 +151,12 @@ class SqlJobStore:
                     lease_expires_at=now + lease_seconds,
                     worker_id=worker_id,
                     started_at=now,
+                    progress_step=None,
+                    progress_total=None,
                 )
             )
             row = conn.execute(select(jobs).where(jobs.c.seq == seq)).one()
+            self._log(conn, row.id, "info", f"started by {worker_id} (attempt {row.attempts})")
         return Claim(job=Job.from_row(row), lease_token=token)
 
     def _holder(self, claim: Claim) -> Any:
@@ -157,6 +171,59 @@ class SqlJobStore:
             return (
                 conn.execute(update(jobs).where(self._holder(claim)).values(**values)).rowcount == 1
             )
+
+    def is_held(self, claim: Claim) -> bool:
+        with self.engine.connect() as conn:
+            return conn.execute(select(jobs.c.seq).where(self._holder(claim))).first() is not None
+
+    def report_progress(self, claim: Claim, *, step: int, total: int) -> bool:
+        return self._update_held(claim, progress_step=step, progress_total=total)
+
+    @staticmethod
+    def _log(conn: Any, job_id: str, level: str, message: str) -> None:
+        conn.execute(
+            job_logs.insert().values(job_id=job_id, at=time.time(), level=level, message=message)
+        )
+
+    def add_log(self, job_id: str, *, level: str, message: str) -> None:
+        with self._writer.begin() as conn:
+            self._log(conn, job_id, level, message)
+
+    def logs(self, job_id: str) -> list[LogLine]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(job_logs.c.at, job_logs.c.level, job_logs.c.message)
+                .where(job_logs.c.job_id == job_id)
+                .order_by(job_logs.c.seq)
+            ).all()
+        return [LogLine(at=r.at, level=r.level, message=r.message) for r in rows]
+
+    def heartbeat(self, worker_id: str, *, info: dict[str, Any]) -> None:
+        now = time.time()
+        encoded = json.dumps(info, separators=(",", ":"))
+        with self._writer.begin() as conn:
+            updated = conn.execute(
+                update(workers).where(workers.c.id == worker_id).values(last_seen=now, info=encoded)
+            ).rowcount
+            if not updated:
+                conn.execute(
+                    workers.insert().values(
+                        id=worker_id, started_at=now, last_seen=now, info=encoded
+                    )
+                )
+
+    def remove_worker(self, worker_id: str) -> None:
+        with self._writer.begin() as conn:
+            conn.execute(delete(workers).where(workers.c.id == worker_id))
+
+    def workers(self, *, seen_within: float) -> list[WorkerRecord]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(workers)
+                .where(workers.c.last_seen >= time.time() - seen_within)
+                .order_by(workers.c.started_at)
+            ).all()
+        return [WorkerRecord(r.id, r.started_at, r.last_seen, json.loads(r.info)) for r in rows]
 
     def renew(self, claim: Claim, *, lease_seconds: float) -> bool:
         return self._update_held(claim, lease_expires_at=time.time() + lease_seconds)
@@ -191,12 +258,18 @@ class SqlJobStore:
             lease_expires_at=None,
             worker_id=None,
             started_at=None,
+            progress_step=None,
+            progress_total=None,
         )
 
     def reap_expired(self) -> int:
         now = time.time()
         expired = and_(jobs.c.state == JobState.RUNNING, jobs.c.lease_expires_at < now)
         with self._writer.begin() as conn:
+            lost = conn.execute(select(jobs.c.id, jobs.c.attempts).where(expired)).all()
+            for job_id, attempts in lost:
+                outcome = "failed" if attempts >= self.max_attempts else "back in the queue"
+                self._log(conn, job_id, "warning", f"its worker stopped responding; {outcome}")
             failed = conn.execute(
                 update(jobs)
                 .where(expired, jobs.c.attempts >= self.max_attempts)
@@ -222,28 +295,35 @@ class SqlJobStore:
                     lease_expires_at=None,
                     worker_id=None,
                     started_at=None,
+                    progress_step=None,
+                    progress_total=None,
                 )
             ).rowcount
         return int(failed + requeued)
 
-    def wait_for_change(self, timeout: float) -> bool:
-        # PRAGMA data_version changes when any *other* connection commits; reading it takes
-        # no lock, so polling it every few ms is far cheaper than trying to claim.
-        deadline = time.monotonic() + timeout
+    def _data_version(self) -> int:
         with self._watch_lock:
             if self._watch_connection is None:
                 self._watch_connection = sqlite3.connect(
                     str(self._watch_path), isolation_level=None, check_same_thread=False
                 )
-            connection = self._watch_connection
-            start = connection.execute("PRAGMA data_version").fetchone()[0]
-            while True:
-                if connection.execute("PRAGMA data_version").fetchone()[0] != start:
-                    return True
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                time.sleep(min(CHANGE_POLL_SECONDS, remaining))
+            return int(self._watch_connection.execute("PRAGMA data_version").fetchone()[0])
+
+    def change_token(self) -> int:
+        # PRAGMA data_version changes when any *other* connection commits; reading it takes
+        # no lock, so polling it every few ms is far cheaper than trying to claim.
+        return self._data_version()
+
+    def wait_for_change(self, timeout: float, *, since: int | None = None) -> bool:
+        deadline = time.monotonic() + timeout
+        start = self._data_version() if since is None else since
+        while True:
+            if self._data_version() != start:
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            time.sleep(min(CHANGE_POLL_SECONDS, remaining))
 
     def close(self) -> None:
         with self._watch_lock:

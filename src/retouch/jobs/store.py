@@ -7,9 +7,10 @@ Callers depend on this Protocol only, so a PostgreSQL backend can follow without
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol
 
-from retouch.jobs.models import Claim, Job
+from retouch.jobs.models import Claim, Job, LogLine, WorkerRecord
 
 WORKER_LOST = "worker_lost"
 
@@ -24,14 +25,37 @@ class JobStore(Protocol):
         otherwise (the two look alike)."""
         ...
 
-    def cancel(self, job_id: str, *, key_id: str) -> tuple[Job, bool] | None:
-        """Cancel a queued job atomically. Returns (job as it is now, whether this call
-        cancelled it), or None when there is no such job for this key."""
+    def cancel(
+        self, job_id: str, *, key_id: str, running_too: bool = False
+    ) -> tuple[Job, bool] | None:
+        """Cancel a queued job (and with running_too, a running one: its lease is revoked, so
+        its worker stops and can store nothing) atomically. Returns (job as it is now,
+        whether this call cancelled it), or None when there is no such job for this key."""
         ...
 
-    def claim(self, *, worker_id: str, lease_seconds: float) -> Claim | None:
-        """Reap expired leases, then take the oldest queued job, if any."""
+    def claim(
+        self, *, worker_id: str, lease_seconds: float, endpoints: Sequence[str] | None = None
+    ) -> Claim | None:
+        """Reap expired leases, then take the oldest queued job (of these endpoints), if any."""
         ...
+
+    def is_held(self, claim: Claim) -> bool:
+        """Whether the claim still holds the job (not reaped, not cancelled)."""
+        ...
+
+    def report_progress(self, claim: Claim, *, step: int, total: int) -> bool: ...
+
+    def add_log(self, job_id: str, *, level: str, message: str) -> None: ...
+
+    def logs(self, job_id: str) -> list[LogLine]: ...
+
+    def heartbeat(self, worker_id: str, *, info: dict[str, Any]) -> None:
+        """Record that a worker lives, with what it serves and its memory."""
+        ...
+
+    def remove_worker(self, worker_id: str) -> None: ...
+
+    def workers(self, *, seen_within: float) -> list[WorkerRecord]: ...
 
     def renew(self, claim: Claim, *, lease_seconds: float) -> bool:
         """Extend the lease; False when it was lost (expired and reaped, or job finished)."""
@@ -55,9 +79,14 @@ class JobStore(Protocol):
 
     def count_queued(self) -> int: ...
 
-    def wait_for_change(self, timeout: float) -> bool:
-        """Block until another connection commits a change, or timeout. True on a change.
-        Cheap: an idle worker calls it in a loop instead of sleeping between claims."""
+    def change_token(self) -> int:
+        """A marker of the database's state, for wait_for_change(since=...)."""
+        ...
+
+    def wait_for_change(self, timeout: float, *, since: int | None = None) -> bool:
+        """Block until another connection commits a change (after `since`, a change_token
+        taken earlier; else after this call), or timeout. True on a change. Cheap: an idle
+        worker calls it in a loop instead of sleeping between claims."""
         ...
 
     def close(self) -> None: ...

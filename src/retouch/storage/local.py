@@ -34,9 +34,26 @@ class LocalStorage:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, target)
+        # The rename is durable only once the folder is synced: without it a power cut could
+        # leave a job marked succeeded whose file is gone.
+        directory = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
 
     def delete(self, name: str) -> None:
         self.path(name).unlink(missing_ok=True)
 
     def delete_request(self, request_id: str) -> None:
         shutil.rmtree(self.root / request_id, ignore_errors=True)
+
+    def keep_only(self, request_id: str, names: list[str]) -> None:
+        """Remove a request's files other than `names`: leftovers of attempts that died
+        between storing their files and finishing the job."""
+        folder = self.root / request_id
+        keep = {self.path(name) for name in names}
+        if folder.is_dir():
+            for path in folder.iterdir():
+                if path not in keep:
+                    path.unlink(missing_ok=True)

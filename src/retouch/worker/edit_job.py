@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from PIL import Image
 
 from retouch.contract.nano_banana_edit import NanoBananaEditInput
 from retouch.contract.sizes import output_size
-from retouch.engine.base import CancelCheck, EditRequest, Engine, StepCallback
+from retouch.engine.base import EditCancelled, EditRequest, Engine
+from retouch.engine.references import combine_references
+from retouch.engine.upscale import Upscaler
 from retouch.media.decode import decode_image
 from retouch.media.encode import CONTENT_TYPES, FILE_EXTENSIONS, encode_image, resize_exact
 from retouch.media.errors import MediaError
@@ -41,20 +44,36 @@ class Timer:
         self._started = now
 
 
-async def _fetch_all(urls: list[str], config: FetchConfig) -> list[bytes | MediaError]:
+# While inputs download, the stop/cancel check runs this often.
+CANCEL_CHECK_SECONDS = 0.1
+
+
+async def _fetch_all(
+    urls: list[str], config: FetchConfig, should_cancel: Callable[[], bool]
+) -> list[bytes | MediaError]:
     async def one(url: str) -> bytes | MediaError:
         try:
             return await fetch_bytes(url, config)
         except MediaError as error:
             return error
 
-    return list(await asyncio.gather(*(one(url) for url in urls)))
+    fetching = asyncio.gather(*(one(url) for url in urls))
+    while True:
+        done, _ = await asyncio.wait({fetching}, timeout=CANCEL_CHECK_SECONDS)
+        if done:
+            return list(fetching.result())
+        if should_cancel():
+            fetching.cancel()
+            raise EditCancelled()
 
 
-def load_inputs(urls: list[str], config: FetchConfig, max_pixels: int) -> list[Image.Image]:
+def load_inputs(
+    urls: list[str], config: FetchConfig, max_pixels: int, should_cancel: Callable[[], bool]
+) -> list[Image.Image]:
     """Every input fetched concurrently, then decoded; the first failure (in input order)
-    fails the job with a message naming the input."""
-    fetched = asyncio.run(_fetch_all(urls, config))
+    fails the job with a message naming the input. Stops early (EditCancelled) when
+    should_cancel says so, so a stopping worker is not held up by a slow download."""
+    fetched = asyncio.run(_fetch_all(urls, config, should_cancel))
     images: list[Image.Image] = []
     for index, data in enumerate(fetched):
         try:
@@ -91,68 +110,131 @@ def input_warnings(fields: NanoBananaEditInput, engine: Engine) -> list[str]:
     return warnings
 
 
+class JobReporter(Protocol):
+    """Where a running job reports to: the runner turns these into store writes."""
+
+    def on_step(self, step: int, total: int) -> None: ...
+
+    def log(self, message: str, level: str = "info") -> None: ...
+
+    def should_cancel(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class JobTools:
+    """What a worker lends each job of one endpoint."""
+
+    engine: Engine
+    storage: LocalStorage
+    fetch_config: FetchConfig
+    max_input_pixels: int
+    upscaler: Upscaler
+
+
+def finish_size(
+    image: Image.Image, width: int, height: int, *, engine: Engine, upscaler: Upscaler
+) -> tuple[Image.Image, str]:
+    """Bring a generated image to the table's exact size, and say how: "none", "lanczos"
+    (a resample by a few per cent, from rounding to the model's multiples) or the upscaler's
+    name (the size is above the model's native ceiling)."""
+    if image.size == (width, height):
+        return image, "none"
+    if width * height > engine.info.max_pixels:
+        return upscaler.upscale(image, width, height), upscaler.name
+    return resize_exact(image, width, height), "lanczos"
+
+
 def run_edit_job(
     *,
     job_id: str,
     attempt_tag: str,
     input: dict[str, Any],
-    engine: Engine,
-    storage: LocalStorage,
-    fetch_config: FetchConfig,
-    max_input_pixels: int,
-    on_step: StepCallback | None = None,
-    should_cancel: CancelCheck | None = None,
+    tools: JobTools,
+    reporter: JobReporter,
 ) -> dict[str, Any]:
     """Run the job; returns the result to store. Output files are named per attempt so a
     worker that lost its lease can never overwrite the files of the one that took over.
-    Raises JobFailure, or EditCancelled when should_cancel said stop."""
+    Raises JobFailure, or EditCancelled when the reporter said stop."""
+    engine = tools.engine
     fields = NanoBananaEditInput.model_validate(input)
     timer = Timer()
-    images = load_inputs(fields.image_urls, fetch_config, max_input_pixels)
+    images = load_inputs(
+        fields.image_urls, tools.fetch_config, tools.max_input_pixels, reporter.should_cancel
+    )
     timer.lap("inputs_s")
+    reporter.log(f"fetched and decoded {len(images)} input image(s)")
 
+    references, plan = combine_references(
+        images,
+        max_references=engine.info.max_references,
+        reference_pixels=engine.info.reference_pixels,
+    )
+    if len(references) != len(images):
+        reporter.log(
+            f"{len(images)} inputs combined into {len(references)} references "
+            f"({engine.info.engine} conditions on {engine.info.max_references} natively)"
+        )
     ratio, (width, height) = output_size(fields.aspect_ratio, fields.resolution, images[0].size)
     generated_width, generated_height = engine.native_size(width, height)
     seeds = [fields.seed + offset for offset in range(fields.num_images)]
+    reporter.log(
+        f"generating {fields.num_images} image(s) at {generated_width}×{generated_height} "
+        f"with {engine.info.engine} ({engine.info.model})"
+    )
+    if reporter.should_cancel():
+        raise EditCancelled()
     try:
         generated = engine.edit(
             EditRequest(
                 prompt=fields.prompt,
-                images=images,
+                images=references,
                 width=generated_width,
                 height=generated_height,
                 seeds=seeds,
             ),
-            on_step=on_step,
-            should_cancel=should_cancel,
+            on_step=reporter.on_step,
+            should_cancel=reporter.should_cancel,
         )
     except (MemoryError, RuntimeError, ValueError) as error:
         raise JobFailure("engine_error", f"the model failed: {error}") from error
     timer.lap("engine_s")
 
-    resize = "none" if (generated_width, generated_height) == (width, height) else "lanczos"
+    finished = [
+        finish_size(image, width, height, engine=engine, upscaler=tools.upscaler)
+        for image in generated
+    ]
+    resize = finished[0][1]
+    timer.lap("resize_s")
     warnings = input_warnings(fields, engine)
-    if resize != "none" and width * height > engine.info.max_pixels:
+    if width * height > engine.info.max_pixels:
         warnings.append(
             f"{fields.resolution}: generated at {generated_width}×{generated_height} (the "
-            f"model's native ceiling) and upscaled with Lanczos to {width}×{height}; "
-            "no detail was added by a super-resolution model."
+            f"model's native ceiling) and upscaled to {width}×{height} with {resize}."
         )
-    outputs = []
+    if reporter.should_cancel():
+        raise EditCancelled()
+    outputs: list[dict[str, Any]] = []
     extension = FILE_EXTENSIONS[fields.output_format]
-    for index, (image, seed) in enumerate(zip(generated, seeds, strict=True)):
-        data = encode_image(resize_exact(image, width, height), fields.output_format)
-        name = f"{job_id}/{index}-{attempt_tag}.{extension}"
-        storage.put(name, data)
-        outputs.append(
-            {
-                "file": name,
-                "content_type": CONTENT_TYPES[fields.output_format],
-                "bytes": len(data),
-                "seed": seed,
-            }
-        )
+    try:
+        for index, ((image, _), seed) in enumerate(zip(finished, seeds, strict=True)):
+            data = encode_image(image, fields.output_format)
+            name = f"{job_id}/{index}-{attempt_tag}.{extension}"
+            tools.storage.put(name, data)
+            outputs.append(
+                {
+                    "file": name,
+                    "content_type": CONTENT_TYPES[fields.output_format],
+                    "bytes": len(data),
+                    "seed": seed,
+                }
+            )
+    except BaseException:
+        # A job that does not succeed leaves no files (a full disk on image 3 of 4, say).
+        for output in outputs:
+            tools.storage.delete(output["file"])
+        raise
     timer.lap("encode_store_s")
+    reporter.log(f"stored {len(outputs)} {fields.output_format} file(s) of {width}×{height}")
 
     return {
         "outputs": outputs,
@@ -173,6 +255,7 @@ def run_edit_job(
             "seeds": seeds,
             "input_sizes": [list(image.size) for image in images],
         },
+        "references": plan.as_dict(),
         "warnings": warnings,
         "timings": timer.timings,
     }

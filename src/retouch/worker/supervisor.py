@@ -42,6 +42,8 @@ class WorkerSupervisor:
             self.command += ["--model", settings.model]
         if settings.device:
             self.command += ["--device", settings.device]
+        if settings.config:
+            self.command += ["--config", str(settings.config)]
         self._stopping = threading.Event()
         self._process: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()

@@ -1,0 +1,122 @@
+"""Which endpoints this server serves, and with which engine, weights and options.
+
+Read from a TOML file (`--config` / RETOUCH_CONFIG) when given; otherwise one endpoint,
+`google/nano-banana-2/edit` on FLUX.2 [klein]. Environment and flags override the file:
+RETOUCH_MODEL / --model sets the weights of the default endpoint, and the engine settings
+(RETOUCH_DEVICE, RETOUCH_COMPILE, RETOUCH_ATTENTION_BACKEND, RETOUCH_VAE_TILING,
+RETOUCH_CPU_OFFLOAD) apply to every endpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+from retouch.config import Settings
+from retouch.contract.endpoints import DEFAULT_ENDPOINT
+from retouch.engine.options import EngineOptions
+from retouch.engine.registry import ENGINE_KINDS
+
+DEFAULT_ENGINE = "flux2-klein"
+ENDPOINT_ID = r"^[a-z0-9][a-z0-9._-]*/[a-z0-9][a-z0-9._-]*/[a-z0-9][a-z0-9._-]*$"
+
+
+class ConfigError(Exception):
+    """The configuration file is wrong; the message names the file and the field."""
+
+
+class _OptionsSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    device: str | None = None
+    dtype: str | None = Field(default=None, pattern="^(bfloat16|float16|float32)$")
+    compile: bool = False
+    attention_backend: str | None = None
+    vae_tiling: bool | None = None
+    cpu_offload: bool = False
+    steps: int | None = Field(default=None, ge=1, le=200)
+
+
+class _EndpointSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: Annotated[str, StringConstraints(pattern=ENDPOINT_ID)]
+    engine: str
+    model: str | None = None
+    options: _OptionsSpec = _OptionsSpec()
+
+
+class _ConfigFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    endpoints: list[_EndpointSpec] = Field(min_length=1)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    id: str
+    engine: str
+    model: str | None
+    """None: the engine's preview model (tiny random weights)."""
+    options: EngineOptions
+
+    @property
+    def preview(self) -> bool:
+        return self.model is None
+
+
+def _read_file(path: Path) -> list[_EndpointSpec]:
+    try:
+        raw: dict[str, Any] = tomllib.loads(path.read_text())
+    except OSError as error:
+        raise ConfigError(f"cannot read the config file {path}: {error.strerror}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path} is not valid TOML: {error}") from None
+    try:
+        return _ConfigFile.model_validate(raw).endpoints
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
+        )
+        raise ConfigError(f"{path}: {problems}") from None
+
+
+def _env_overrides(settings: Settings) -> dict[str, Any]:
+    """Engine settings given by flag or environment, which win over the file."""
+    overrides = {
+        "device": settings.device,
+        "compile": settings.compile,
+        "attention_backend": settings.attention_backend,
+        "vae_tiling": settings.vae_tiling,
+        "cpu_offload": settings.cpu_offload,
+    }
+    return {name: value for name, value in overrides.items() if value is not None}
+
+
+def load_endpoints(settings: Settings) -> list[Endpoint]:
+    specs = (
+        _read_file(settings.config)
+        if settings.config
+        else [_EndpointSpec(id=DEFAULT_ENDPOINT, engine=DEFAULT_ENGINE)]
+    )
+    seen: set[str] = set()
+    endpoints = []
+    overrides = _env_overrides(settings)
+    for spec in specs:
+        if spec.id in seen:
+            raise ConfigError(f"endpoint {spec.id!r} is configured twice")
+        seen.add(spec.id)
+        if spec.engine not in ENGINE_KINDS:
+            known = ", ".join(sorted(ENGINE_KINDS))
+            raise ConfigError(f"endpoint {spec.id!r}: unknown engine {spec.engine!r} ({known})")
+        model = spec.model
+        if spec.id == DEFAULT_ENDPOINT and settings.model is not None:
+            model = settings.model
+        options = dataclasses.replace(EngineOptions(**spec.options.model_dump()), **overrides)
+        endpoints.append(Endpoint(id=spec.id, engine=spec.engine, model=model, options=options))
+    return endpoints
