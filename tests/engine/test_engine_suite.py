@@ -8,6 +8,7 @@ import math
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import diffusers
@@ -18,7 +19,8 @@ from PIL import Image
 from retouch.contract.sizes import SIZE_TABLE
 from retouch.engine.base import EditCancelled, EditRequest
 from retouch.engine.diffusers_engine import DiffusersEngine
-from retouch.engine.registry import ENGINE_KINDS, describe_kind
+from retouch.engine.options import EngineOptions
+from retouch.engine.registry import ENGINE_KINDS, describe_kind, preview_dirname
 
 from .helpers import as_array, noise_image
 
@@ -210,6 +212,20 @@ def test_cancel_before_start_raises_without_running(any_engine: DiffusersEngine)
     assert calls == []
 
 
+def test_tiled_vae_gives_the_exact_size(any_engine: DiffusersEngine, models_dir: Path) -> None:
+    """vae_tiling forced on, at a width above every preview VAE's tile size (klein and Kontext
+    tile above 1024 px, Qwen above 256 px): encode and decode run in tiles."""
+    kind = type(any_engine)
+    tiled = kind.load_preview(
+        models_dir / preview_dirname(kind.KIND),
+        options=EngineOptions(device="cpu", vae_tiling=True),
+    )
+    width, height = tiled.native_size(1568, 672)
+    assert width > 1024
+    (image,) = tiled.edit(request(width, height, images=[noise_image(1200, 500)]))
+    assert tiled.pipeline.vae.use_tiling and image.size == (width, height)
+
+
 def test_native_size_rules(any_engine: DiffusersEngine) -> None:
     info = any_engine.info
     wanted = [size for table in SIZE_TABLE.values() for size in table.values()]
@@ -255,7 +271,7 @@ def test_a_1024_edit_stays_cheap(any_engine: DiffusersEngine) -> None:
 def test_importing_engine_modules_does_not_import_torch() -> None:
     code = (
         "import sys\n"
-        "import retouch.engine.registry as registry, retouch.engine.loader\n"
+        "import retouch.engine.registry as registry\n"
         "import retouch.engine.preview, retouch.engine.sizing, retouch.engine.diffusers_engine\n"
         "import retouch.engine.preview_flux2_klein, retouch.engine.preview_flux1_kontext\n"
         "import retouch.engine.preview_qwen_image_edit, retouch.engine.qwen_image_edit\n"

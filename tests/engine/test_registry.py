@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from retouch.engine.flux2_klein import Flux2KleinEngine
-from retouch.engine.loader import load_engine as load_klein
 from retouch.engine.registry import (
     ENGINE_KINDS,
     UnknownEngineKind,
@@ -70,11 +69,3 @@ def test_no_model_loads_the_cached_preview(tmp_path: Path) -> None:
 def test_a_model_folder_loads_as_a_real_engine(preview_dir: Path) -> None:
     engine = load_engine("flux2-klein", str(preview_dir), models_dir=Path("/x"), options=CPU)
     assert not engine.info.preview and engine.info.model == str(preview_dir)
-
-
-def test_the_original_loader_still_loads_klein(tmp_path: Path, preview_dir: Path) -> None:
-    engine = load_klein(None, data_dir=tmp_path, device="cpu")
-    assert isinstance(engine, Flux2KleinEngine) and engine.info.preview
-    assert (tmp_path / "models" / "preview-flux2-klein" / "model_index.json").is_file()
-    engine = load_klein(str(preview_dir), data_dir=Path("/nonexistent"), device="cpu")
-    assert not engine.info.preview and engine.info.device == "cpu"

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import resource
-import sys
 import threading
 import time
 from collections.abc import Iterable
@@ -95,28 +93,41 @@ class DiffusersEngine:
         cls, source: str, *, options: EngineOptions | None = None, preview: bool = False
     ) -> Self:
         """Load from a local folder or a Hugging Face id (from the local HF cache when offline)
-        and apply the options; with compile on (CUDA), warm up every size bucket before
-        returning, so no request waits for a compile."""
+        and apply the options (see from_pipeline)."""
+        options = options or EngineOptions()
+        check_options(options)  # before loading: a bad option should not cost a load
+        if options.attention_backend is not None:
+            _check_attention_backend(options.attention_backend)
+        device = _torch_device(options.device)
+        dtype = _torch_dtype(options.dtype, on_cuda=device.type == "cuda")
+        pipe = cls._load_pipeline(source, dtype=dtype, preview=preview)
+        model = "preview" if preview else source
+        return cls.from_pipeline(pipe, model=model, options=options, preview=preview)
+
+    @classmethod
+    def from_pipeline(
+        cls,
+        pipe: Any,
+        *,
+        model: str,
+        options: EngineOptions | None = None,
+        preview: bool = False,
+        warm_up: bool = True,
+    ) -> Self:
+        """An engine around an already built pipeline (load() uses it; so does a benchmark
+        with random full-size weights). Applies the options: precision, device or CPU offload,
+        attention backend, regional compile and, with compile on (CUDA) and warm_up, a warm-up
+        of every size bucket, so no request waits for a compile."""
         options = options or EngineOptions()
         check_options(options)
-        import torch
-        from diffusers.models.attention_dispatch import AttentionBackendName
-
-        known = {backend.value for backend in AttentionBackendName}
-        backend = options.attention_backend
-        if backend is not None and backend.lower() not in known:
-            local = sorted(name for name in known if not name.endswith("_hub"))
-            raise ValueError(
-                f"unknown attention backend {backend!r}; diffusers knows {', '.join(local)}"
-            )
-
-        device = torch.device(options.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        device = _torch_device(options.device)
         on_cuda = device.type == "cuda"
         dtype = _torch_dtype(options.dtype, on_cuda=on_cuda)
-        pipe = cls._load_pipeline(source, dtype=dtype, preview=preview)
         pipe.set_progress_bar_config(disable=True)
+        if pipe.dtype != dtype:
+            pipe.to(dtype=dtype)
         if options.attention_backend is not None:
-            pipe.transformer.set_attention_backend(options.attention_backend)
+            _set_attention_backend(pipe.transformer, options.attention_backend)
         if options.cpu_offload and on_cuda:
             # Hooks move each model to the GPU when it runs and back after: fits small GPUs.
             pipe.enable_model_cpu_offload(device=device)
@@ -134,7 +145,7 @@ class DiffusersEngine:
         steps = options.steps or (cls.PREVIEW_STEPS if preview else None) or cls.DEFAULT_STEPS
         info = EngineInfo(
             engine=cls.KIND,
-            model="preview" if preview else source,
+            model=model,
             preview=preview,
             max_pixels=cls.MAX_PIXELS,
             size_multiple=cls.SIZE_MULTIPLE,
@@ -154,7 +165,7 @@ class DiffusersEngine:
             },
         )
         engine = cls(pipe, info, options)
-        if compiled:
+        if compiled and warm_up:
             engine.warm_up()
         return engine
 
@@ -325,19 +336,6 @@ class DiffusersEngine:
             )
         return done
 
-    def memory_report(self) -> dict[str, float]:
-        """Resident memory of the process and, on CUDA, what torch holds on the engine's GPU,
-        in MiB, for the worker's start-up log and health output."""
-        import torch
-
-        report = {"rss_mib": round(process_rss_bytes() / _MIB, 1)}
-        device = torch.device(self.info.device)
-        if device.type == "cuda":
-            report["cuda_allocated_mib"] = round(torch.cuda.memory_allocated(device) / _MIB, 1)
-            report["cuda_reserved_mib"] = round(torch.cuda.memory_reserved(device) / _MIB, 1)
-            report["cuda_peak_mib"] = round(torch.cuda.max_memory_allocated(device) / _MIB, 1)
-        return report
-
     # --- internals -------------------------------------------------------------------------
 
     def _check_request(self, request: EditRequest) -> None:
@@ -372,7 +370,9 @@ class DiffusersEngine:
 
 
 def check_options(options: EngineOptions) -> None:
-    """Refuse options that can never work, before any weights are loaded."""
+    """Refuse options that can never work. Pure (no torch): configuration code can call it;
+    loading calls it, and checks the attention backend's name against diffusers, before any
+    weights are read."""
     backend = options.attention_backend
     if backend is not None and backend.lower().endswith("_hub"):
         raise ValueError(
@@ -386,15 +386,34 @@ def check_options(options: EngineOptions) -> None:
         raise ValueError(f"steps must be at least 1, got {options.steps}")
 
 
-def process_rss_bytes() -> int:
-    """Current resident set size (Linux /proc); elsewhere the peak, which is what is known."""
-    try:
-        with open("/proc/self/statm") as statm:
-            pages = int(statm.read().split()[1])
-        return pages * resource.getpagesize()
-    except (OSError, ValueError, IndexError):
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, KiB else
+def _check_attention_backend(name: str) -> None:
+    """Refuse a name diffusers does not know before any weights are loaded (diffusers itself
+    would only say so afterwards)."""
+    from diffusers.models.attention_dispatch import AttentionBackendName
+
+    known = {backend.value for backend in AttentionBackendName}
+    if name.lower() not in known:
+        local = sorted(backend for backend in known if not backend.endswith("_hub"))
+        raise ValueError(f"unknown attention backend {name!r}; diffusers knows {', '.join(local)}")
+
+
+def _set_attention_backend(transformer: Any, name: str) -> None:
+    """Give the transformer's attention processors this backend, and only them: diffusers'
+    set_attention_backend also makes it the process-wide default, which would switch every
+    other engine of a multi-engine worker too (and reset_attention_backend does not undo it)."""
+    from diffusers.models import attention_dispatch
+
+    registry = getattr(attention_dispatch, "_AttentionBackendRegistry", None)
+    previous = getattr(registry, "_active_backend", None)
+    transformer.set_attention_backend(name)
+    if registry is not None and previous is not None:
+        registry.set_active_backend(previous)
+
+
+def _torch_device(name: str | None) -> torch.device:
+    import torch
+
+    return torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
 def _torch_dtype(name: str | None, *, on_cuda: bool) -> torch.dtype:

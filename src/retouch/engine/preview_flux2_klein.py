@@ -58,7 +58,7 @@ def build_preview_pipeline() -> Any:
     )
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
-    tokenizer = _build_tokenizer()
+    tokenizer = build_tokenizer()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(_SEED)
         vae = AutoencoderKLFlux2(  # type: ignore[no-untyped-call]
@@ -109,8 +109,10 @@ def build_preview_pipeline() -> Any:
     )
 
 
-def _build_tokenizer() -> Any:
-    """A Qwen2 byte-level BPE tokenizer with no merges: one token per byte, plus the specials."""
+def build_tokenizer() -> Any:
+    """A Qwen2 byte-level BPE tokenizer with no merges: one token per byte, plus the specials
+    and a chat template that accepts enable_thinking. Also what the benchmark's random-weight
+    full-size klein uses (token ids differ from the real tokenizer's; timings do not)."""
     from tokenizers.pre_tokenizers import ByteLevel
     from transformers import Qwen2Tokenizer
 
