@@ -191,3 +191,39 @@ def test_a_bad_config_file_stops_serve_with_a_clear_message(tmp_path: Path) -> N
         )
         assert done.returncode == 2, done.stderr
         assert message in done.stderr
+
+
+def test_4k_with_a_super_resolution_model(
+    tmp_path: Path, models_cache: Path, image_server: ImageServer
+) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("spandrel") is None:  # `make` installs it
+        pytest.skip("spandrel is not installed")
+    from engine_refs.test_upscale import tiny_compact_x2
+
+    weights = tiny_compact_x2(tmp_path / "compact-x2.safetensors")
+    seed_data_dir(tmp_path / "data", models_cache)
+    server = RetouchProcess(tmp_path / "data", server_env(RETOUCH_UPSCALER=str(weights))).serve()
+    try:
+        api = Api(server.base, server.read_first_key())
+        result = api.wait(
+            api.submit_ok(
+                {
+                    "prompt": "x",
+                    "image_urls": [image_server.url("/square.png")],
+                    "resolution": "4K",
+                    "aspect_ratio": "16:9",
+                    "output_format": "jpeg",
+                }
+            ),
+            timeout=300,
+        )
+        assert result["status"] == "succeeded", result
+        assert result["generation"]["resize"].startswith("spandrel:")
+        assert "compact-x2.safetensors" in result["generation"]["resize"]
+        assert any("upscaled to 5504×3072 with spandrel:" in w for w in result["warnings"])
+        _, image = api.download(result["output"]["image"])
+        assert image.size == (5504, 3072)
+    finally:
+        server.stop()
