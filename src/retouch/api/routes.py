@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -37,12 +38,9 @@ WORKER_ALIVE_SECONDS = 30.0
 CONTENT_TYPE_BY_EXTENSION = {FILE_EXTENSIONS[fmt]: CONTENT_TYPES[fmt] for fmt in CONTENT_TYPES}
 
 
-async def app_state(request: Request) -> AppState:
+def app_state(request: Request) -> AppState:
     state: AppState = request.app.state.retouch
     return state
-
-
-State = Annotated[AppState, Depends(app_state)]
 
 
 def base_url(request: Request, state: AppState) -> str:
@@ -51,7 +49,18 @@ def base_url(request: Request, state: AppState) -> str:
     return str(request.base_url).rstrip("/")
 
 
-async def key_id(request: Request, state: State) -> str:
+@dataclass(frozen=True)
+class Caller:
+    """The app state and the key id of an authenticated request."""
+
+    state: AppState
+    key_id: str
+
+
+async def authenticate(request: Request) -> Caller:
+    """One flat dependency (no sub-dependencies): resolving a tree of them costs more than a
+    status poll's database read."""
+    state = app_state(request)
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -69,10 +78,10 @@ async def key_id(request: Request, state: State) -> str:
             "invalid or revoked API key: create one with `retouch keys create --name NAME`",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    return found
+    return Caller(state, found)
 
 
-KeyId = Annotated[str, Depends(key_id)]
+Authenticated = Annotated[Caller, Depends(authenticate)]
 
 
 def find_job(state: AppState, request_id: str, owner: str) -> Job:
@@ -143,17 +152,19 @@ async def _submit(request: Request, state: AppState, owner: str, endpoint: str) 
     openapi_extra=SUBMIT_OPENAPI,
 )
 async def submit(
-    request: Request, state: State, owner: KeyId, owner_name: str, model_name: str, task: str
+    request: Request, caller: Authenticated, owner_name: str, model_name: str, task: str
 ) -> dict[str, Any]:
-    return await _submit(request, state, owner, f"{owner_name}/{model_name}/{task}")
+    endpoint = f"{owner_name}/{model_name}/{task}"
+    return await _submit(request, caller.state, caller.key_id, endpoint)
 
 
 @router.get("/v1/requests/{request_id}/status", tags=["requests"], response_class=JSONResponse)
 async def status(
-    request: Request, request_id: str, state: State, owner: KeyId, logs: bool = False
+    request: Request, request_id: str, caller: Authenticated, logs: bool = False
 ) -> JSONResponse:
     """`?logs=1` adds the job's timestamped log lines."""
-    job = find_job(state, request_id, owner)
+    state = caller.state
+    job = find_job(state, request_id, caller.key_id)
     body = state.views.status(base_url(request, state), job)
     if logs:
         body["logs"] = state.views.logs(state.store.logs(job.id))
@@ -162,10 +173,11 @@ async def status(
 
 @router.get("/v1/requests/{request_id}/result", tags=["requests"], response_class=JSONResponse)
 async def result(
-    request: Request, request_id: str, state: State, owner: KeyId, logs: bool = False
+    request: Request, request_id: str, caller: Authenticated, logs: bool = False
 ) -> JSONResponse:
     """`?logs=1` adds the job's timestamped log lines."""
-    job = find_job(state, request_id, owner)
+    state = caller.state
+    job = find_job(state, request_id, caller.key_id)
     body = state.views.result(base_url(request, state), job)
     if logs:
         body["logs"] = state.views.logs(state.store.logs(job.id))
@@ -173,7 +185,8 @@ async def result(
 
 
 @router.post("/v1/requests/{request_id}/cancel", status_code=202, tags=["requests"])
-async def cancel(request_id: str, state: State, owner: KeyId) -> dict[str, Any]:
+async def cancel(request_id: str, caller: Authenticated) -> dict[str, Any]:
+    state, owner = caller.state, caller.key_id
     found = await run_in_threadpool(
         state.store.cancel,
         request_id,
@@ -188,7 +201,8 @@ async def cancel(request_id: str, state: State, owner: KeyId) -> dict[str, Any]:
 
 
 @router.get("/v1/models", tags=["models"])
-async def list_models(request: Request, state: State, _owner: KeyId) -> dict[str, Any]:
+async def list_models(request: Request, caller: Authenticated) -> dict[str, Any]:
+    state = caller.state
     base = base_url(request, state)
     return {
         "models": [
@@ -206,15 +220,16 @@ async def list_models(request: Request, state: State, _owner: KeyId) -> dict[str
 
 
 @router.get("/v1/models/{endpoint:path}/schema", tags=["models"])
-async def model_schema(endpoint: str, state: State, _owner: KeyId) -> dict[str, Any]:
-    check_endpoint(state, endpoint)
+async def model_schema(endpoint: str, caller: Authenticated) -> dict[str, Any]:
+    check_endpoint(caller.state, endpoint)
     return input_schema()
 
 
 @router.get("/v1/workers", tags=["operations"])
-async def list_workers(state: State, _owner: KeyId) -> dict[str, Any]:
+async def list_workers(caller: Authenticated) -> dict[str, Any]:
     """Workers alive now: what each serves, its engines, and its memory."""
-    return {"workers": state.views.workers(state.store.workers(seen_within=WORKER_ALIVE_SECONDS))}
+    store = caller.state.store
+    return {"workers": caller.state.views.workers(store.workers(seen_within=WORKER_ALIVE_SECONDS))}
 
 
 _SINGLE_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -255,10 +270,10 @@ async def output_file(
     request: Request,
     request_id: str,
     filename: str,
-    state: State,
     expires: int = 0,
     sig: str = "",
 ) -> FileResponse:
+    state = app_state(request)
     name = f"{request_id}/{filename}"
     if not state.storage.is_valid_name(name) or not state.signer.verify(name, expires, sig):
         raise ApiError(
