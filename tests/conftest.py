@@ -9,8 +9,8 @@ from e2e_support import (
     Api,
     ImageServer,
     RetouchProcess,
+    running_server,
     seed_data_dir,
-    server_env,
     start_image_server,
 )
 
@@ -45,12 +45,8 @@ def server(
     tmp_path_factory: pytest.TempPathFactory, models_cache: Path
 ) -> Iterator[RetouchProcess]:
     """One `retouch serve` with its worker, shared by the tests that do not restart it."""
-    data_dir = tmp_path_factory.mktemp("shared") / "data"
-    seed_data_dir(data_dir, models_cache)
-    process = RetouchProcess(data_dir, server_env()).serve()
-    process.read_first_key()
-    yield process
-    process.stop()
+    with running_server(tmp_path_factory.mktemp("shared") / "data", models_cache) as process:
+        yield process
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -28,6 +30,33 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+class MarkedImageClassifier:
+    """A stand-in NSFW classifier for the block paths of the end-to-end tests (the real one
+    cannot be shown an NSFW image in a test suite). Scores 0.99 for: a mostly magenta image
+    (an input to refuse); an image of 432×640, the generated size of a 0.5K 2:3 request (every
+    output withheld); the last of a batch of several 512×512 images (one output of a 0.5K
+    1:1 request with num_images > 1 withheld). 0.01 otherwise."""
+
+    name = "stand-in (tests)"
+
+    def scores(self, images: list[Image.Image]) -> list[float]:
+        def flagged(index: int, image: Image.Image) -> bool:
+            red, green, blue = image.convert("RGB").resize((1, 1)).getpixel((0, 0))  # type: ignore[misc]
+            magenta = red > 200 and blue > 200 and green < 80
+            last_of_batch = (
+                len(images) > 1
+                and index == len(images) - 1
+                and all(other.size == (512, 512) for other in images)
+            )
+            return magenta or image.size == (432, 640) or last_of_batch
+
+        return [0.99 if flagged(i, image) else 0.01 for i, image in enumerate(images)]
+
+
+def marked_image_classifier() -> MarkedImageClassifier:
+    return MarkedImageClassifier()
+
+
 def make_image(
     width: int, height: int, fmt: str = "PNG", color: tuple[int, int, int] = (200, 60, 30)
 ) -> bytes:
@@ -37,6 +66,12 @@ def make_image(
         image.paste((x % 256, 120, 255 - x % 256), (x, 0, min(width, x + 4), height))
     buffer = io.BytesIO()
     image.save(buffer, fmt)
+    return buffer.getvalue()
+
+
+def solid_image(width: int, height: int, color: tuple[int, int, int]) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), color).save(buffer, "PNG")
     return buffer.getvalue()
 
 
@@ -88,6 +123,7 @@ def start_image_server() -> ImageServer:
         "/wide.jpg": (make_image(640, 360, "JPEG"), "image/jpeg"),
         "/tall.webp": (make_image(300, 520, "WEBP"), "image/webp"),
         "/text.png": (b"this is not an image at all", "image/png"),
+        "/magenta.png": (solid_image(200, 200, (255, 0, 255)), "image/png"),
         "/huge.png": (make_image(1200, 1200) + b"\0" * (3 * 1024 * 1024), "image/png"),
     }
     server = ThreadingHTTPServer(("127.0.0.1", 0), _ImageHandler)
@@ -190,6 +226,18 @@ def server_env(**overrides: str) -> dict[str, str]:
     )
     env.update(overrides)
     return env
+
+
+@contextmanager
+def running_server(data_dir: Path, models_cache: Path, **env: str) -> Iterator[RetouchProcess]:
+    """`retouch serve` on a new data dir sharing the built preview models, its key read."""
+    seed_data_dir(data_dir, models_cache)
+    server = RetouchProcess(data_dir, server_env(**env)).serve()
+    server.read_first_key()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def seed_data_dir(data_dir: Path, models_cache: Path) -> None:

@@ -150,7 +150,6 @@ def test_fields_the_engine_cannot_honour_are_reported(api: Api, image_server: Im
     warnings = api.wait(request_id)["warnings"]
     assert any(w.startswith("enable_web_search") for w in warnings)
     assert any(w.startswith("limit_generations=false") for w in warnings)
-    assert any(w.startswith("safety_tolerance=4") for w in warnings)
 
 
 def test_signed_file_urls_refuse_tampering(api: Api, image_server: ImageServer) -> None:

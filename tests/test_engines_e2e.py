@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from e2e_support import Api, ImageServer, RetouchProcess, seed_data_dir, server_env
+from e2e_support import Api, ImageServer, RetouchProcess, running_server, server_env
 
 CONFIG = """
 [[endpoints]]
@@ -40,14 +40,13 @@ def engines_server(
 ) -> Iterator[RetouchProcess]:
     root = tmp_path_factory.mktemp("engines")
     (root / "retouch.toml").write_text(CONFIG)
-    seed_data_dir(root / "data", models_cache)
-    env = server_env(RETOUCH_CONFIG=str(root / "retouch.toml"), RETOUCH_CANCEL_RUNNING="true")
-    server = RetouchProcess(root / "data", env).serve()
-    server.read_first_key()
-    try:
+    with running_server(
+        root / "data",
+        models_cache,
+        RETOUCH_CONFIG=str(root / "retouch.toml"),
+        RETOUCH_CANCEL_RUNNING="true",
+    ) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -203,10 +202,9 @@ def test_4k_with_a_super_resolution_model(
     from engine_refs.test_upscale import tiny_compact_x2
 
     weights = tiny_compact_x2(tmp_path / "compact-x2.safetensors")
-    seed_data_dir(tmp_path / "data", models_cache)
-    server = RetouchProcess(tmp_path / "data", server_env(RETOUCH_UPSCALER=str(weights))).serve()
-    try:
-        api = Api(server.base, server.read_first_key())
+    with running_server(tmp_path / "data", models_cache, RETOUCH_UPSCALER=str(weights)) as server:
+        assert server.key is not None
+        api = Api(server.base, server.key)
         result = api.wait(
             api.submit_ok(
                 {
@@ -225,5 +223,3 @@ def test_4k_with_a_super_resolution_model(
         assert any("upscaled to 5504×3072 with spandrel:" in w for w in result["warnings"])
         _, image = api.download(result["output"]["image"])
         assert image.size == (5504, 3072)
-    finally:
-        server.stop()

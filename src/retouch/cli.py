@@ -131,6 +131,8 @@ def worker_command(
     """Run one worker process against a data dir (one per GPU)."""
     from retouch.engine.registry import load_engine
     from retouch.engine.upscale import load_upscaler
+    from retouch.safety.images import load_classifier
+    from retouch.safety.moderation import Moderator
     from retouch.worker.runner import EnginePool, Worker
 
     configure_logging()
@@ -159,7 +161,11 @@ def worker_command(
     for served in endpoints:
         pool.get(served)
     upscaler = load_upscaler(settings.upscaler, device=settings.device)
-    runner = Worker(settings, services.store, services.storage, endpoints, pool, upscaler)
+    # Loaded once per worker, before the first job.
+    moderator = Moderator(load_classifier(settings.nsfw_classifier))
+    runner = Worker(
+        settings, services.store, services.storage, endpoints, pool, upscaler, moderator
+    )
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: runner.stop())
     try:

@@ -48,6 +48,13 @@ class Settings(BaseSettings):
     fetch_total_timeout: float = 60.0
     max_input_pixels: int = 50_000_000
 
+    # Moderation.
+    nsfw_classifier: str | None = Field(
+        None,
+        description="'package.module:factory' of another image classifier; unset = the "
+        "bundled Yahoo Open-NSFW model",
+    )
+
     # Jobs.
     lease_seconds: float = 30.0
     max_attempts: int = 3
@@ -64,6 +71,11 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
+
+    @field_validator("nsfw_classifier", "attention_backend", "model", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
 
     @property
     def database_path(self) -> Path:

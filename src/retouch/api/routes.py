@@ -158,17 +158,27 @@ async def submit(
     return await _submit(request, caller.state, caller.key_id, endpoint)
 
 
+def job_body(
+    request: Request, request_id: str, caller: Caller, logs: bool, view: str
+) -> JSONResponse:
+    """The status or result body of a job; `?logs=1` adds its timestamped log lines."""
+    state = caller.state
+    job = find_job(state, request_id, caller.key_id)
+    build = state.views.status if view == "status" else state.views.result
+    body = build(base_url(request, state), job)
+    if logs:
+        body["logs"] = state.views.logs(state.store.logs(job.id))
+    # JSONResponse directly: FastAPI's generic encoding of a returned dict costs more than the
+    # database read on these hot paths.
+    return JSONResponse(body)
+
+
 @router.get("/v1/requests/{request_id}/status", tags=["requests"], response_class=JSONResponse)
 async def status(
     request: Request, request_id: str, caller: Authenticated, logs: bool = False
 ) -> JSONResponse:
     """`?logs=1` adds the job's timestamped log lines."""
-    state = caller.state
-    job = find_job(state, request_id, caller.key_id)
-    body = state.views.status(base_url(request, state), job)
-    if logs:
-        body["logs"] = state.views.logs(state.store.logs(job.id))
-    return JSONResponse(body)
+    return job_body(request, request_id, caller, logs, "status")
 
 
 @router.get("/v1/requests/{request_id}/result", tags=["requests"], response_class=JSONResponse)
@@ -176,12 +186,7 @@ async def result(
     request: Request, request_id: str, caller: Authenticated, logs: bool = False
 ) -> JSONResponse:
     """`?logs=1` adds the job's timestamped log lines."""
-    state = caller.state
-    job = find_job(state, request_id, caller.key_id)
-    body = state.views.result(base_url(request, state), job)
-    if logs:
-        body["logs"] = state.views.logs(state.store.logs(job.id))
-    return JSONResponse(body)
+    return job_body(request, request_id, caller, logs, "result")
 
 
 @router.post("/v1/requests/{request_id}/cancel", status_code=202, tags=["requests"])

@@ -90,7 +90,14 @@ class Views:
         # Our additions live beside the contract's fields, never instead of them.
         body["started_at"] = iso_utc(job.started_at)
         body["attempts"] = job.attempts
-        for extra in ("model", "warnings", "generation", "references", "timings"):
+        for extra in (
+            "model",
+            "warnings",
+            "generation",
+            "references",
+            "has_nsfw_concepts",
+            "timings",
+        ):
             if extra in stored:
                 body[extra] = stored[extra]
         return body

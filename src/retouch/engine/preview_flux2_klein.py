@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from retouch.engine.preview_tokenizers import byte_level_qwen2_tokenizer
+
 PREVIEW_VERSION = 1
 """Bump when the preview config changes: a cache built by another version is rebuilt."""
 
@@ -110,20 +112,9 @@ def build_preview_pipeline() -> Any:
 
 
 def build_tokenizer() -> Any:
-    """A Qwen2 byte-level BPE tokenizer with no merges: one token per byte, plus the specials
-    and a chat template that accepts enable_thinking. Also what the benchmark's random-weight
-    full-size klein uses (token ids differ from the real tokenizer's; timings do not)."""
-    from tokenizers.pre_tokenizers import ByteLevel
-    from transformers import Qwen2Tokenizer
-
-    symbols = sorted(ByteLevel.alphabet())
-    vocab = {symbol: i for i, symbol in enumerate(symbols)}
-    for token in _SPECIAL_TOKENS:
-        vocab[token] = len(vocab)
-    return Qwen2Tokenizer(
-        vocab=vocab,
-        merges=[],
-        additional_special_tokens=list(_SPECIAL_TOKENS[1:]),
-        chat_template=_CHAT_TEMPLATE,
-        model_max_length=1024,
+    """The byte-level Qwen2 tokenizer with klein's specials and a chat template that accepts
+    enable_thinking. Also what the benchmark's random-weight full-size klein uses (token ids
+    differ from the real tokenizer's; timings do not)."""
+    return byte_level_qwen2_tokenizer(
+        _SPECIAL_TOKENS, model_max_length=1024, chat_template=_CHAT_TEMPLATE
     )

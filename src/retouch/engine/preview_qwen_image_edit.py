@@ -41,6 +41,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from retouch.engine.preview_tokenizers import byte_level_qwen2_tokenizer
+
 PREVIEW_VERSION = 1
 """Bump when the preview config changes: a cache built by another version is rebuilt."""
 
@@ -250,19 +252,7 @@ def _build_tokenizer() -> Any:
     One token per byte makes the pipeline's fixed system prompt far longer than 64 tokens, which
     it needs: it drops the first 64 tokens of every encoded prompt (the real tokenizer's length
     of the system part)."""
-    from tokenizers.pre_tokenizers import ByteLevel
-    from transformers import Qwen2Tokenizer
-
-    symbols = sorted(ByteLevel.alphabet())
-    vocab = {symbol: i for i, symbol in enumerate(symbols)}
-    for token in _SPECIAL_TOKENS:
-        vocab[token] = len(vocab)
-    return Qwen2Tokenizer(
-        vocab=vocab,
-        merges=[],
-        additional_special_tokens=list(_SPECIAL_TOKENS[1:]),
-        model_max_length=_TOKENIZER_MAX_LENGTH,
-    )
+    return byte_level_qwen2_tokenizer(_SPECIAL_TOKENS, model_max_length=_TOKENIZER_MAX_LENGTH)
 
 
 class _DropMessages(logging.Filter):

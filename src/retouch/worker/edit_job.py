@@ -21,6 +21,7 @@ from retouch.media.decode import decode_image
 from retouch.media.encode import CONTENT_TYPES, FILE_EXTENSIONS, encode_image, resize_exact
 from retouch.media.errors import MediaError
 from retouch.media.fetch import FetchConfig, fetch_bytes
+from retouch.safety.moderation import POLICY_VIOLATION, Moderator, PolicyViolation, image_message
 from retouch.storage.local import LocalStorage
 
 
@@ -103,10 +104,6 @@ def input_warnings(fields: NanoBananaEditInput, engine: Engine) -> list[str]:
             "limit_generations=false: this engine makes exactly num_images images per "
             "request either way."
         )
-    warnings.append(
-        f"safety_tolerance={fields.safety_tolerance}: content moderation is not implemented "
-        "in this version of Retouch; no moderation was applied."
-    )
     return warnings
 
 
@@ -129,6 +126,7 @@ class JobTools:
     fetch_config: FetchConfig
     max_input_pixels: int
     upscaler: Upscaler
+    moderator: Moderator
 
 
 def finish_size(
@@ -157,12 +155,20 @@ def run_edit_job(
     Raises JobFailure, or EditCancelled when the reporter said stop."""
     engine = tools.engine
     fields = NanoBananaEditInput.model_validate(input)
+    tolerance = fields.safety_tolerance
     timer = Timer()
-    images = load_inputs(
-        fields.image_urls, tools.fetch_config, tools.max_input_pixels, reporter.should_cancel
-    )
-    timer.lap("inputs_s")
-    reporter.log(f"fetched and decoded {len(images)} input image(s)")
+    try:
+        # The prompt first: a refused prompt costs no download.
+        tools.moderator.check_prompt(fields.prompt, tolerance)
+        images = load_inputs(
+            fields.image_urls, tools.fetch_config, tools.max_input_pixels, reporter.should_cancel
+        )
+        timer.lap("inputs_s")
+        reporter.log(f"fetched and decoded {len(images)} input image(s)")
+        tools.moderator.check_inputs(images, tolerance)
+    except PolicyViolation as violation:
+        raise JobFailure(POLICY_VIOLATION, violation.message) from None
+    timer.lap("input_moderation_s")
 
     references, plan = combine_references(
         images,
@@ -199,9 +205,28 @@ def run_edit_job(
         raise JobFailure("engine_error", f"the model failed: {error}") from error
     timer.lap("engine_s")
 
+    # Withheld outputs are never resized, encoded or stored: no file, no URL.
+    verdicts = tools.moderator.judge_outputs(generated, tolerance)
+    withheld = [verdict.blocked for verdict in verdicts]
+    timer.lap("output_moderation_s")
+    if all(withheld):
+        worst = max(verdicts, key=lambda verdict: verdict.score)
+        raise JobFailure(
+            POLICY_VIOLATION,
+            image_message(
+                f"output ({len(generated)} of {len(generated)} images withheld)", worst, tolerance
+            ),
+        )
+    if any(withheld):
+        reporter.log(f"{sum(withheld)} of {len(generated)} outputs withheld by moderation")
+    kept = [
+        (image, seed)
+        for image, seed, hidden in zip(generated, seeds, withheld, strict=True)
+        if not hidden
+    ]
     finished = [
-        finish_size(image, width, height, engine=engine, upscaler=tools.upscaler)
-        for image in generated
+        (*finish_size(image, width, height, engine=engine, upscaler=tools.upscaler), seed)
+        for image, seed in kept
     ]
     resize = finished[0][1]
     timer.lap("resize_s")
@@ -216,7 +241,7 @@ def run_edit_job(
     outputs: list[dict[str, Any]] = []
     extension = FILE_EXTENSIONS[fields.output_format]
     try:
-        for index, ((image, _), seed) in enumerate(zip(finished, seeds, strict=True)):
+        for index, (image, _, seed) in enumerate(finished):
             data = encode_image(image, fields.output_format)
             name = f"{job_id}/{index}-{attempt_tag}.{extension}"
             tools.storage.put(name, data)
@@ -256,6 +281,7 @@ def run_edit_job(
             "input_sizes": [list(image.size) for image in images],
         },
         "references": plan.as_dict(),
+        "has_nsfw_concepts": withheld,
         "warnings": warnings,
         "timings": timer.timings,
     }

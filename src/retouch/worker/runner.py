@@ -18,6 +18,7 @@ from retouch.engine.upscale import Upscaler
 from retouch.jobs.models import Claim
 from retouch.jobs.store import JobStore
 from retouch.media.fetch import FetchConfig
+from retouch.safety.moderation import Moderator
 from retouch.storage.local import LocalStorage
 from retouch.worker.edit_job import JobFailure, JobTools, run_edit_job
 from retouch.worker.memory import memory_report
@@ -146,6 +147,7 @@ class Worker:
         endpoints: list[Endpoint],
         engines: EnginePool,
         upscaler: Upscaler,
+        moderator: Moderator,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -153,6 +155,7 @@ class Worker:
         self.endpoints = {endpoint.id: endpoint for endpoint in endpoints}
         self.engines = engines
         self.upscaler = upscaler
+        self.moderator = moderator
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
         self.stopping = threading.Event()
         self.current_job: str | None = None
@@ -177,6 +180,7 @@ class Worker:
                 for endpoint, engine in self.engines.engines.items()
             },
             "upscaler": self.upscaler.name,
+            "nsfw_classifier": self.moderator.classifier.name,
             "current_job": self.current_job,
             "memory": memory_report(),
         }
@@ -245,6 +249,7 @@ class Worker:
                     fetch_config=self._fetch_config,
                     max_input_pixels=self.settings.max_input_pixels,
                     upscaler=self.upscaler,
+                    moderator=self.moderator,
                 )
                 assert job.input is not None  # a claim loads the whole row
                 result = run_edit_job(
