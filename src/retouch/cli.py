@@ -133,6 +133,7 @@ def worker_command(
     from retouch.engine.upscale import load_upscaler
     from retouch.safety.images import load_classifier
     from retouch.safety.moderation import Moderator
+    from retouch.safety.prompt import scan_prompt
     from retouch.worker.runner import EnginePool, Worker
 
     configure_logging()
@@ -163,6 +164,7 @@ def worker_command(
     upscaler = load_upscaler(settings.upscaler, device=settings.device)
     # Loaded once per worker, before the first job.
     moderator = Moderator(load_classifier(settings.nsfw_classifier))
+    scan_prompt("")  # compiles the lexicon now (~0.15 s), not in the first job
     runner = Worker(
         settings, services.store, services.storage, endpoints, pool, upscaler, moderator
     )

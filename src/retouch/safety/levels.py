@@ -40,7 +40,7 @@ NEVER: Final = 99
 MIN_BLOCKED: Final[dict[Category, tuple[int, int, int, int, int, int]]] = {
     Category.MINORS: (1, 1, 1, 1, 1, 1),
     Category.SEXUAL: (1, 1, 2, 2, 3, 3),
-    Category.VIOLENCE: (1, 2, 2, 3, 3, NEVER),
+    Category.VIOLENCE: (1, 2, 2, 3, 3, 3),
     Category.HATE: (1, 1, 2, 2, 3, 3),
     Category.SELF_HARM: (1, 1, 2, 2, 3, 3),
     Category.ILLEGAL: (1, 2, 2, 3, 3, 3),

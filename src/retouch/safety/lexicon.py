@@ -18,9 +18,10 @@ Each `Entry` is a pattern in a small syntax, a category and a severity:
   not, so "a kid in a swimsuit" is not read as sexual content involving a minor.
 - `marker` (minors entries): a marker is not a finding by itself; it says a minor is in
   the picture. `strong` (child, kid, teen, 小孩, 萝莉, an age under 18) combines with any
-  sexualizing sexual term, `weak` (baby, 宝宝-like words used as endearments) only with
-  explicit or extreme sexual terms, `near` ("cp") only with a sexual term within three
-  words of it. Minors entries without a marker are findings on their own.
+  sexualising sexual term, `weak` ("baby", also an endearment) only with explicit or
+  extreme sexual terms, `near` ("cp", also "couple" in Chinese internet slang) only with a
+  sexual term within three words of it. Minors entries without a marker are findings on
+  their own.
 
 How severities were assigned is described in `prompt.py`.
 """
@@ -183,6 +184,13 @@ _NUDE_AFTER = (
     "shoes sandal sandals nail nails polish beige pink peach brown blush eyeshadow "
     "manicure bra bras stockings tights hosiery mesh illusion undertone undertones"
 )
+# "a 10 year old photo": an age, but not a person's.
+_OLD_THINGS = (
+    "photo photos picture pictures image images photograph photographs painting paintings "
+    "print prints scan scans film negative negatives house home building car truck tree "
+    "wine whisky whiskey scotch dog dogs cat cats horse furniture table chair dress coat "
+    "jacket shoes bag book poster sign logo brand company video"
+)
 _GUN_BEFORE = (
     "water toy nerf glue heat nail staple spray paint squirt bubble grease massage caulk "
     "caulking radar speed top ray laser starting start flare foam hot cap potato"
@@ -278,6 +286,7 @@ ENGLISH: Final[tuple[Entry, ...]] = (
         EXPLICIT,
         "(nudity|nudist|nudists|nudism|naturist|naturism|topless|unclothed)",
         "(undress|undressed|undressing|undresses|skinny dipping|skinnydipping)",
+        "(birthday suit|wearing nothing but)",
         "(strip|undress|undressing|stripping) (her|him|the girl|the woman|the man)",
         "(remove|removing|take off|taking off|strip off|rip off) (her|his|their) "
         "(clothes|clothing|bra|panties|underwear|bikini|swimsuit|lingerie)",
@@ -346,11 +355,17 @@ ENGLISH: Final[tuple[Entry, ...]] = (
         "(young girl|young girls|young boy|young boys|high schooler|high schoolers)",
         "(middle schooler|middle schoolers|grade schooler|kindergartener|kindergartner)",
         "(kindergarten|elementary school|primary school|middle school|junior high)",
-        "({num}|{agenum}) (year|years|yr|yrs) old",
         "({num}|{agenum}) (yo|y o)",
-        "{agenum}(yo|yrs|yr) old",
         "{agenum}yo",
         "(age|aged|ages) {agenum}",
+        marker="strong",
+    ),
+    *_e(
+        MINORS,
+        EXTREME,
+        "({num}|{agenum}) (year|years|yr|yrs) old",
+        "{agenum}(yrs|yr) old",
+        after=_OLD_THINGS,
         marker="strong",
     ),
     *_e(MINORS, EXTREME, "kid", after="gloves glove leather skin", marker="strong"),
@@ -407,7 +422,7 @@ ENGLISH: Final[tuple[Entry, ...]] = (
         "(gunshot wounds|bullet wound|bullet wounds|shot in the head|brains blown out)",
         "(blown to pieces|crushed skull|cannibal|cannibals|cannibalism|cannibalistic)",
         "(animal abuse|animal cruelty|child abuse|domestic violence|beaten to death)",
-        "(beating to death|genocide)",
+        "(beating to death|genocide|blood and guts)",
     ),
     # --- violence, extreme: torture, mutilation, mass killing, instructions to kill.
     *_e(
@@ -461,21 +476,23 @@ ENGLISH: Final[tuple[Entry, ...]] = (
         HATE,
         MILD,
         "(hitler|swastika|swastikas|blackface|redskin|redskins|retard|retards)",
-        "(white trash|hate symbol|hate symbols|dyke|dykes)",
+        "(white trash|hate symbol|hate symbols|hate speech|dyke|dykes)",
     ),
     *_e(HATE, EXPLICIT, "(chink|chinks)", after="in of"),
+    *_e(HATE, EXPLICIT, "spic", after="and n"),
+    *_e(HATE, EXPLICIT, "tranny", after="fluid"),
     *_e(
         HATE,
         EXPLICIT,
-        "(nigger|niggers|nigga|niggas|niggaz|faggot|faggots|kike|kikes|spic|spics)",
+        "(nigger|niggers|nigga|niggas|niggaz|faggot|faggots|kike|kikes|spics)",
         "(wetback|wetbacks|gook|gooks|raghead|ragheads|towelhead|towelheads|sandnigger)",
-        "(sand nigger|beaner|beaners|zipperhead|porch monkey|jungle bunny|tranny|trannies)",
+        "(sand nigger|beaner|beaners|zipperhead|porch monkey|jungle bunny|trannies)",
         "(neo nazi|neonazi|neo nazis|neonazis|heil hitler|sieg heil|white power|white pride)",
         "(white supremacy|white supremacist|white supremacists|kkk|ku klux klan|1488)",
         "(14 words|fourteen words|blood and soil|master race|aryan race|aryan nation)",
         "(subhuman|subhumans|untermensch|race traitor|race war|holocaust denial)",
         "(holocaust hoax|holocaust was a hoax|holocaust never happened|racist caricature)",
-        "(antisemitic caricature|hate speech|lynching|lynchings|lynch mob)",
+        "(antisemitic caricature|lynching|lynchings|lynch mob)",
         "{group} (are|r|is) (vermin|animals|subhuman|parasites|rats|cockroaches|apes)",
         "{group} (are|r|is) (monkeys|filth|scum|inferior|savages|pigs|dogs|a disease)",
         "(i|we) (hate|despise) (all |)(the |){group}",
@@ -559,8 +576,8 @@ ENGLISH: Final[tuple[Entry, ...]] = (
 CHINESE: Final[tuple[Entry, ...]] = (
     # --- sexual, mild.
     *_e(SEXUAL, MILD, "性感", before="中 知 理 母 弹 韧 线 感", after="觉 受 知 情 染 性"),
-    *_e(SEXUAL, MILD, "(情趣内衣|乳沟|巨乳|爆乳|风骚|丁字裤|色诱|挑逗)"),
-    *_e(SEXUAL, MILD, "(比基尼|泳装|三点式|诱惑|性感内衣|透视装)", sexualizing=False),
+    *_e(SEXUAL, MILD, "(情趣内衣|性感内衣|透视装|乳沟|巨乳|爆乳|风骚|丁字裤|色诱|挑逗)"),
+    *_e(SEXUAL, MILD, "(比基尼|泳装|泳衣|三点式)", sexualizing=False),
     *_e(
         SEXUAL,
         MILD,
@@ -672,7 +689,7 @@ CHINESE: Final[tuple[Entry, ...]] = (
     *_e(
         HATE,
         EXTREME,
-        "(杀光|杀死所有|杀掉所有|消灭所有|消灭|屠杀|灭绝|烧死所有|毒死所有)(的|){zgroup}",
+        "(杀光|杀死|杀掉|消灭|屠杀|灭绝|烧死|毒死)(所有|全部|)(的|){zgroup}",
         "{zgroup}(都|全都|全|)(该死|应该去死|去死|必须死|应该被杀)",
     ),
     # --- illegal.
