@@ -33,9 +33,6 @@ class Severity(IntEnum):
     """Extreme: sexual violence, torture, mutilation, incitement, instructions for harm."""
 
 
-NEVER: Final = 99
-"""A minimum no severity reaches: the category is not blocked at that level."""
-
 # Lowest severity blocked, per category, for safety_tolerance 1..6.
 MIN_BLOCKED: Final[dict[Category, tuple[int, int, int, int, int, int]]] = {
     Category.MINORS: (1, 1, 1, 1, 1, 1),
