@@ -51,5 +51,4 @@ def server(
 
 @pytest.fixture(scope="session")
 def api(server: RetouchProcess) -> Api:
-    assert server.key is not None
-    return Api(server.base, server.key)
+    return server.api()

@@ -179,6 +179,11 @@ class RetouchProcess:
         assert self.key.startswith("rtk_"), self.key
         return self.key
 
+    def api(self) -> Api:
+        """A client with the key this server printed at its first start."""
+        assert self.key is not None, "read_first_key() first"
+        return Api(self.base, self.key)
+
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(sig)

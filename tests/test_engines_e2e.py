@@ -51,8 +51,7 @@ def engines_server(
 
 @pytest.fixture(scope="module")
 def engines_api(engines_server: RetouchProcess) -> Api:
-    assert engines_server.key is not None
-    return Api(engines_server.base, engines_server.key)
+    return engines_server.api()
 
 
 def test_models_lists_every_endpoint_with_what_it_supports(engines_api: Api) -> None:
@@ -203,8 +202,7 @@ def test_4k_with_a_super_resolution_model(
 
     weights = tiny_compact_x2(tmp_path / "compact-x2.safetensors")
     with running_server(tmp_path / "data", models_cache, RETOUCH_UPSCALER=str(weights)) as server:
-        assert server.key is not None
-        api = Api(server.base, server.key)
+        api = server.api()
         result = api.wait(
             api.submit_ok(
                 {

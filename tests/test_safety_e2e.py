@@ -29,8 +29,7 @@ def guarded(
 
 @pytest.fixture(scope="module")
 def guarded_api(guarded: RetouchProcess) -> Api:
-    assert guarded.key is not None
-    return Api(guarded.base, guarded.key)
+    return guarded.api()
 
 
 def output_files(server: RetouchProcess, request_id: str) -> list[str]:

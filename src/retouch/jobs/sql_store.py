@@ -88,14 +88,6 @@ class SqlJobStore:
             row = conn.execute(_GET_JOB, {"job_id": job_id, "key_id": key_id}).one_or_none()
         return Job.from_row(row) if row else None
 
-    def count_queued(self) -> int:
-        with self.engine.connect() as conn:
-            return int(
-                conn.execute(
-                    select(func.count()).select_from(jobs).where(jobs.c.state == JobState.QUEUED)
-                ).scalar_one()
-            )
-
     def cancel(
         self, job_id: str, *, key_id: str, running_too: bool = False
     ) -> tuple[Job, bool] | None:
