@@ -52,3 +52,10 @@ def server(
 @pytest.fixture(scope="session")
 def api(server: RetouchProcess) -> Api:
     return server.api()
+
+
+@pytest.fixture(scope="session")
+def second_api(server: RetouchProcess) -> Api:
+    """Another API key on the shared server: its requests are not the first key's."""
+    key = server.cli("keys", "create", "--name", "second").strip().splitlines()[-1]
+    return Api(server.base, key)

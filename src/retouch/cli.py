@@ -166,7 +166,14 @@ def worker_command(
     moderator = Moderator(load_classifier(settings.nsfw_classifier))
     scan_prompt("")  # compiles the lexicon now (~0.15 s), not in the first job
     runner = Worker(
-        settings, services.store, services.storage, endpoints, pool, upscaler, moderator
+        settings,
+        services.store,
+        services.storage,
+        services.signer,
+        endpoints,
+        pool,
+        upscaler,
+        moderator,
     )
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: runner.stop())

@@ -65,6 +65,18 @@ class Settings(BaseSettings):
     # Outputs.
     url_ttl_seconds: int = 24 * 3600
 
+    # Webhooks: a failing receiver is retried with growing pauses for this long.
+    webhook_retry_seconds: float = 24 * 3600.0
+    # One attempt (lookup, connect, send, answer) may take this long.
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Pause after the first failed attempt; each later pause is `factor` times longer, up to
+    # the maximum (jittered, as Standard Webhooks advises: 5 s, 30 s, 3 min, 18 min, 2 h, …).
+    webhook_first_retry_seconds: float = Field(default=5.0, gt=0)
+    webhook_retry_factor: float = Field(default=6.0, ge=1)
+    webhook_max_retry_interval_seconds: float = Field(default=2 * 3600.0, gt=0)
+    # Deliveries sent at once by one API process.
+    webhook_concurrency: int = Field(default=8, ge=1)
+
     @field_validator("fetch_allow", mode="before")
     @classmethod
     def _split_allow_list(cls, value: object) -> object:

@@ -26,7 +26,11 @@ class Services:
 
 def open_services(settings: Settings) -> Services:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    store = SqlJobStore.open_sqlite(settings.database_path, max_attempts=settings.max_attempts)
+    store = SqlJobStore.open_sqlite(
+        settings.database_path,
+        max_attempts=settings.max_attempts,
+        webhook_retry_seconds=settings.webhook_retry_seconds,
+    )
     return Services(
         settings=settings,
         store=store,

@@ -7,7 +7,10 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from retouch.api import uploads
+from retouch.api import webhooks as webhook_routes
 from retouch.api.body_limit import BodyLimitMiddleware
+from retouch.api.changes import ChangeFeed
 from retouch.api.errors import install_error_handlers
 from retouch.api.routes import router
 from retouch.api.state import AppState
@@ -15,6 +18,7 @@ from retouch.api.views import Views
 from retouch.config import Settings
 from retouch.endpoints import Endpoint, load_endpoints
 from retouch.services import Services, open_services
+from retouch.webhooks.dispatcher import WebhookDispatcher
 
 
 def create_app(
@@ -29,9 +33,16 @@ def create_app(
     services = services or open_services(settings)
     endpoints = endpoints if endpoints is not None else load_endpoints(settings)
 
+    changes = ChangeFeed(services.store)
+
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(started: FastAPI) -> AsyncIterator[None]:
+        # Sends due webhooks (left over from before a restart too) while the API runs.
+        webhooks = WebhookDispatcher.for_state(started.state.retouch)
+        webhooks.start()
         yield
+        await webhooks.stop()
+        await changes.close()
         if on_shutdown is not None:
             on_shutdown()
 
@@ -52,8 +63,11 @@ def create_app(
         signer=services.signer,
         views=Views(services.signer, settings.url_ttl_seconds),
         endpoints={endpoint.id: endpoint for endpoint in endpoints},
+        changes=changes,
     )
     install_error_handlers(app)
     app.include_router(router)
+    app.include_router(uploads.router)
+    app.include_router(webhook_routes.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     return app

@@ -21,6 +21,7 @@ NOT_FOUND = 404001
 UNKNOWN_ROUTE = 404002
 METHOD_NOT_ALLOWED = 405001
 SLOW_BODY = 408001
+IDEMPOTENCY_CONFLICT = 409001
 BODY_TOO_LARGE = 413001
 INVALID_INPUT = 422001
 RANGE_NOT_SATISFIABLE = 416001
@@ -91,6 +92,12 @@ def invalid_input(errors: list[dict[str, Any]]) -> ApiError:
     detail = validation_detail(errors)
     fields = ", ".join(d["field"] for d in detail)
     return ApiError(422, INVALID_INPUT, f"invalid input: {fields}", detail=detail)
+
+
+def field_error(field: str, message: str) -> ApiError:
+    """A 422 about one input outside the JSON body: a header, a query parameter, a form field."""
+    detail = [{"field": field, "path": [field], "message": message}]
+    return ApiError(422, INVALID_INPUT, f"invalid input: {field}: {message}", detail=detail)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -7,13 +7,16 @@ import re
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, JSONResponse
+from fastapi.sse import EventSourceResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from retouch.api import submit_options
 from retouch.api.errors import (
     FORBIDDEN,
+    IDEMPOTENCY_CONFLICT,
     INVALID_INPUT,
     NOT_FOUND,
     OVERLOADED,
@@ -21,13 +24,15 @@ from retouch.api.errors import (
     UNAUTHORIZED,
     UNKNOWN_MODEL,
     ApiError,
+    field_error,
     invalid_input,
 )
 from retouch.api.state import AppState
+from retouch.api.stream import result_body, status_events, wait_for_end
 from retouch.contract.endpoints import INPUT_MODEL, input_schema
 from retouch.contract.states import STATUS_NAMES, JobState
 from retouch.engine.registry import describe_kind
-from retouch.jobs.models import Job, QueueFull
+from retouch.jobs.models import Idempotency, IdempotencyConflict, Job, QueueFull
 from retouch.media.encode import CONTENT_TYPES, FILE_EXTENSIONS
 
 router = APIRouter()
@@ -123,10 +128,19 @@ SUBMIT_OPENAPI = {
 }
 
 
-async def _submit(request: Request, state: AppState, owner: str, endpoint: str) -> dict[str, Any]:
+async def _submit(
+    request: Request, state: AppState, owner: str, endpoint: str, webhook: str | None
+) -> JSONResponse:
     check_endpoint(state, endpoint)
+    wait = submit_options.prefer_wait(request.headers.get("prefer"))
+    key = submit_options.idempotency_key(request.headers.get("idempotency-key"))
+    hook = submit_options.webhook_url(webhook, state.settings.fetch_allow)
     # Validation of a large body (data: URIs) must not hold up the event loop.
     fields = await run_in_threadpool(parse_input, await request.body())
+    base = base_url(request, state)
+    idempotency = (
+        Idempotency(key, submit_options.request_hash(endpoint, fields, hook)) if key else None
+    )
     try:
         job = await run_in_threadpool(
             state.store.submit,
@@ -134,6 +148,9 @@ async def _submit(request: Request, state: AppState, owner: str, endpoint: str) 
             endpoint=endpoint,
             input=fields,
             max_queued=state.settings.max_queued_jobs,
+            webhook_url=hook,
+            base_url=base,
+            idempotency=idempotency,
         )
     except QueueFull:
         raise ApiError(
@@ -142,7 +159,22 @@ async def _submit(request: Request, state: AppState, owner: str, endpoint: str) 
             "the queue is full: retry after a few seconds",
             headers={"Retry-After": "5"},
         ) from None
-    return state.views.submitted(base_url(request, state), job)
+    except IdempotencyConflict as conflict:
+        raise ApiError(
+            409,
+            IDEMPOTENCY_CONFLICT,
+            f"Idempotency-Key {key!r} was used in the last 24 h for a different request "
+            f"({conflict.job_id}): send exactly the same body to get that request back, or "
+            "use a new key for a new request",
+        ) from None
+    headers = {"Idempotent-Replayed": "true"} if job.replayed else {}
+    body = state.views.submitted(base, job)
+    if wait is not None:
+        headers["Preference-Applied"] = f"wait={wait}"
+        finished = await wait_for_end(state, job.id, owner, wait)
+        if finished is not None:
+            body = result_body(state, base, finished)
+    return JSONResponse(body, headers=headers)
 
 
 @router.post(
@@ -150,12 +182,22 @@ async def _submit(request: Request, state: AppState, owner: str, endpoint: str) 
     tags=["requests"],
     summary="Submit a request to an endpoint (GET /v1/models lists them)",
     openapi_extra=SUBMIT_OPENAPI,
+    response_class=JSONResponse,
 )
 async def submit(
-    request: Request, caller: Authenticated, owner_name: str, model_name: str, task: str
-) -> dict[str, Any]:
+    request: Request,
+    caller: Authenticated,
+    owner_name: str,
+    model_name: str,
+    task: str,
+    webhook: Annotated[
+        str | None, Query(description="POST the result here when the job ends (signed)")
+    ] = None,
+) -> JSONResponse:
+    """Headers: `Idempotency-Key` makes retries safe (24 h); `Prefer: wait=N` (N ≤ 60) answers
+    with the result body when the job ends within N seconds."""
     endpoint = f"{owner_name}/{model_name}/{task}"
-    return await _submit(request, caller.state, caller.key_id, endpoint)
+    return await _submit(request, caller.state, caller.key_id, endpoint, webhook)
 
 
 def job_body(
@@ -164,13 +206,15 @@ def job_body(
     """The status or result body of a job; `?logs=1` adds its timestamped log lines."""
     state = caller.state
     job = find_job(state, request_id, caller.key_id)
-    build = state.views.status if view == "status" else state.views.result
-    body = build(base_url(request, state), job)
+    base = base_url(request, state)
+    body = state.views.status(base, job) if view == "status" else result_body(state, base, job)
     if logs:
         body["logs"] = state.views.logs(state.store.logs(job.id))
+    retry_after = state.views.retry_after(job)
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
     # JSONResponse directly: FastAPI's generic encoding of a returned dict costs more than the
     # database read on these hot paths.
-    return JSONResponse(body)
+    return JSONResponse(body, headers=headers)
 
 
 @router.get("/v1/requests/{request_id}/status", tags=["requests"], response_class=JSONResponse)
@@ -187,6 +231,49 @@ async def result(
 ) -> JSONResponse:
     """`?logs=1` adds the job's timestamped log lines."""
     return job_body(request, request_id, caller, logs, "result")
+
+
+# Not response_class=EventSourceResponse: FastAPI would then expect a generator endpoint, and
+# this one answers a plain 404 before any stream starts.
+@router.get(
+    "/v1/requests/{request_id}/stream",
+    tags=["requests"],
+    response_model=None,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def stream(request: Request, request_id: str, caller: Authenticated) -> EventSourceResponse:
+    """Server-sent events: `status` (the status body) on every change, then `result` (the
+    result body) when the job ends, then the stream closes."""
+    state = caller.state
+    job = find_job(state, request_id, caller.key_id)  # a 404 before the stream starts
+    events = status_events(state, base_url(request, state), job.id, caller.key_id)
+    # no-cache and no proxy buffering: each event must reach the client when it happens.
+    return EventSourceResponse(
+        events, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )
+
+
+@router.get("/v1/requests", tags=["requests"], response_class=JSONResponse)
+async def list_requests(
+    request: Request,
+    caller: Authenticated,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+) -> JSONResponse:
+    """This key's requests, newest first."""
+    if cursor is not None and not cursor.isdigit():
+        raise field_error("cursor", "not a cursor from this API: pass next_cursor as it came")
+    state = caller.state
+    page = state.store.list_jobs(
+        key_id=caller.key_id, limit=limit, before=int(cursor) if cursor else None
+    )
+    base = base_url(request, state)
+    return JSONResponse(
+        {
+            "requests": [state.views.listed(base, job) for job in page.jobs],
+            "next_cursor": str(page.next_cursor) if page.next_cursor is not None else None,
+        }
+    )
 
 
 @router.post("/v1/requests/{request_id}/cancel", status_code=202, tags=["requests"])

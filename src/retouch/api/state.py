@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from retouch.api.changes import ChangeFeed
 from retouch.api.views import Views
 from retouch.auth.keys import KeyStore
 from retouch.config import Settings
@@ -22,3 +23,4 @@ class AppState:
     signer: UrlSigner
     views: Views
     endpoints: dict[str, Endpoint]
+    changes: ChangeFeed

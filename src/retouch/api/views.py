@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
-from retouch.contract.states import RESULT_NAMES, STATUS_NAMES, JobState
-from retouch.jobs.models import Job, LogLine, WorkerRecord
+from retouch.contract.states import FINISHED_STATES, RESULT_NAMES, STATUS_NAMES, JobState
+from retouch.jobs.models import DeliveryRecord, Job, LogLine, WorkerRecord
 from retouch.storage.signing import UrlSigner
 
 
@@ -73,6 +73,50 @@ class Views:
     def file_url(self, base: str, name: str) -> str:
         expires, signature = self.signer.sign(name, self.url_ttl_seconds)
         return f"{base}/v1/files/{name}?{urlencode({'expires': expires, 'sig': signature})}"
+
+    @staticmethod
+    def retry_after(job: Job) -> int | None:
+        """Seconds a poller should wait before asking again; None once the job has finished.
+        A queued job far back waits longer, up to 10 s."""
+        if job.state in FINISHED_STATES:
+            return None
+        return min(1 + (job.queue_position or 0), 10)
+
+    def listed(self, base: str, job: Job) -> dict[str, Any]:
+        """One request in GET /v1/requests."""
+        urls = self.request_urls(base, job.id)
+        return {
+            "request_id": job.id,
+            "endpoint": job.endpoint,
+            "status": RESULT_NAMES[job.state],
+            "created_at": iso_utc(job.created_at),
+            "started_at": iso_utc(job.started_at),
+            "finished_at": iso_utc(job.finished_at),
+            "status_url": urls["status_url"],
+            "result_url": urls["result_url"],
+        }
+
+    @staticmethod
+    def webhook(url: str, delivery: DeliveryRecord | None) -> dict[str, Any]:
+        """A job's webhook as its result shows it: `waiting_for_job` until the job ends, then
+        `pending` (retrying), `delivered` or `failed`, with every attempt."""
+        if delivery is None:
+            return {"url": url, "state": "waiting_for_job", "attempts": []}
+        return {
+            "url": delivery.url,
+            "state": delivery.state,
+            "next_attempt_at": iso_utc(delivery.next_attempt_at),
+            "finished_at": iso_utc(delivery.finished_at),
+            "attempts": [
+                {
+                    "at": iso_utc(attempt.at),
+                    "status_code": attempt.status_code,
+                    "error": attempt.error,
+                    "duration_ms": round(attempt.duration_ms, 1),
+                }
+                for attempt in delivery.attempts
+            ],
+        }
 
     def result(self, base: str, job: Job) -> dict[str, Any]:
         body: dict[str, Any] = {"request_id": job.id, "status": RESULT_NAMES[job.state]}

@@ -11,10 +11,11 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, bindparam, select, update
+from sqlalchemy import ColumnElement, Engine, bindparam, select, update
 
 from retouch.jobs.database import writer
 from retouch.jobs.schema import api_keys
+from retouch.webhooks.signing import new_secret
 
 KEY_PREFIX = "rtk_"
 _KEY_PATTERN = re.compile(r"^rtk_([0-9a-f]{12})_[A-Za-z0-9_-]{43}$")
@@ -22,6 +23,8 @@ _KEY_PATTERN = re.compile(r"^rtk_([0-9a-f]{12})_[A-Za-z0-9_-]{43}$")
 _FIND_KEY = select(api_keys.c.key_hash, api_keys.c.revoked_at).where(
     api_keys.c.id == bindparam("key_id")
 )
+
+_FIND_SECRET = select(api_keys.c.webhook_secret).where(api_keys.c.id == bindparam("key_id"))
 
 
 def hash_key(key: str) -> str:
@@ -89,6 +92,32 @@ class KeyStore:
                 .values(revoked_at=now)
             )
         return [KeyRecord(r.id, r.name, r.created_at, now) for r in rows]
+
+    def webhook_secret(self, key_id: str) -> str:
+        """The secret that signs this key's webhooks, made on first use. KeyError: no such key."""
+        with self.engine.connect() as conn:
+            found = conn.execute(_FIND_SECRET, {"key_id": key_id}).one_or_none()
+        if found is not None and found.webhook_secret is not None:
+            return str(found.webhook_secret)
+        # Only where none is set yet, under the write lock: two first uses at once (the API
+        # and a dispatcher) agree on one secret instead of each handing out its own.
+        return self._set_secret(key_id, api_keys.c.webhook_secret.is_(None))
+
+    def rotate_webhook_secret(self, key_id: str) -> str:
+        """Replace the key's webhook secret; later deliveries are signed with the new one."""
+        return self._set_secret(key_id)
+
+    def _set_secret(self, key_id: str, *only_where: ColumnElement[bool]) -> str:
+        with writer(self.engine).begin() as conn:
+            conn.execute(
+                update(api_keys)
+                .where(api_keys.c.id == key_id, *only_where)
+                .values(webhook_secret=new_secret())
+            )
+            found = conn.execute(_FIND_SECRET, {"key_id": key_id}).one_or_none()
+        if found is None:
+            raise KeyError(key_id)
+        return str(found.webhook_secret)
 
     def authenticate(self, key: str) -> str | None:
         """The key's id when the key is valid and not revoked, else None."""

@@ -30,3 +30,8 @@ RESULT_NAMES: dict[JobState, str] = {
     JobState.FAILED: "failed",
     JobState.CANCELLED: "cancelled",
 }
+
+# A job in one of these states never changes again.
+FINISHED_STATES: frozenset[JobState] = frozenset(
+    {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED}
+)

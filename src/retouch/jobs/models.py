@@ -30,6 +30,11 @@ class Job:
     progress_total: int | None = None
     queue_position: int | None = None
     """How many queued jobs run before this one (0 = next); set by `get` while queued."""
+    webhook_url: str | None = None
+    base_url: str | None = None
+    """The base of the absolute URLs handed out for this job (its submit's, or the public one)."""
+    replayed: bool = False
+    """Set by `submit` when an Idempotency-Key matched: this is the original job, not a new one."""
 
     @classmethod
     def from_row(cls, row: Any) -> Job:
@@ -50,6 +55,8 @@ class Job:
             progress_step=row.progress_step,
             progress_total=row.progress_total,
             queue_position=getattr(row, "queue_position", None),
+            webhook_url=row.webhook_url,
+            base_url=row.base_url,
         )
 
 
@@ -63,6 +70,59 @@ class Claim:
 
 class QueueFull(Exception):
     """More jobs are queued than the server accepts; the client should retry later."""
+
+
+@dataclass(frozen=True)
+class Idempotency:
+    """A submit's Idempotency-Key and the hash of what it asked for."""
+
+    key: str
+    request_hash: str
+
+
+class IdempotencyConflict(Exception):
+    """The Idempotency-Key was used, within its lifetime, for a different request."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(job_id)
+        self.job_id = job_id
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A webhook delivery a dispatcher holds (its lease) until it records the attempt."""
+
+    job_id: str
+    key_id: str
+    url: str
+    attempts: int
+    give_up_at: float
+
+
+@dataclass(frozen=True)
+class DeliveryAttempt:
+    at: float
+    status_code: int | None
+    error: str | None
+    duration_ms: float
+
+
+@dataclass(frozen=True)
+class DeliveryRecord:
+    """A job's webhook delivery as the request shows it."""
+
+    url: str
+    state: str
+    next_attempt_at: float | None
+    finished_at: float | None
+    attempts: list[DeliveryAttempt]
+
+
+@dataclass(frozen=True)
+class RequestPage:
+    jobs: list[Job]
+    next_cursor: int | None
+    """The seq to pass as `before` for the next (older) page; None on the last page."""
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,9 @@ api_keys = Table(
     Column("key_hash", String(64), nullable=False),
     Column("created_at", Float, nullable=False),
     Column("revoked_at", Float, nullable=True),
+    # Signs this key's webhooks (Standard Webhooks "whsec_…"); made on first use. Kept in the
+    # clear because signing needs it, as every webhook sender does.
+    Column("webhook_secret", String(100), nullable=True),
 )
 
 jobs = Table(
@@ -52,7 +55,53 @@ jobs = Table(
     Column("error_message", Text, nullable=True),
     Column("progress_step", Integer, nullable=True),
     Column("progress_total", Integer, nullable=True),
+    # Where the result is POSTed when the job ends, and the base of the URLs in that body.
+    Column("webhook_url", Text, nullable=True),
+    Column("base_url", String(500), nullable=True),
     Index("ix_jobs_state_seq", "state", "seq"),
+    Index("ix_jobs_key_seq", "key_id", "seq"),
+)
+
+# An Idempotency-Key seen on a submit: a retry with the same key and body answers this job.
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("key_id", String(32), primary_key=True),
+    Column("idempotency_key", String(255), primary_key=True),
+    Column("request_hash", String(64), nullable=False),
+    Column("job_id", String(36), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Index("ix_idempotency_keys_created_at", "created_at"),
+)
+
+# One webhook delivery per finished job that asked for one, written in the same transaction
+# that ended the job, so a restart can never lose it.
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("job_id", String(36), primary_key=True),
+    Column("key_id", String(32), nullable=False),
+    Column("url", Text, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", Float, nullable=False),
+    Column("lease_expires_at", Float, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("give_up_at", Float, nullable=False),
+    Column("finished_at", Float, nullable=True),
+    Index("ix_webhook_deliveries_state_next", "state", "next_attempt_at"),
+)
+
+webhook_attempts = Table(
+    "webhook_attempts",
+    metadata,
+    Column("seq", SEQUENCE_TYPE, primary_key=True, autoincrement=True),
+    Column("job_id", String(36), nullable=False),
+    Column("at", Float, nullable=False),
+    Column("status_code", Integer, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("duration_ms", Float, nullable=False),
+    Index("ix_webhook_attempts_job_id", "job_id", "seq"),
 )
 
 job_logs = Table(

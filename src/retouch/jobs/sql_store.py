@@ -8,20 +8,54 @@ import threading
 import time
 import uuid
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, and_, bindparam, case, delete, func, select, update
+from sqlalchemy import (
+    Engine,
+    and_,
+    bindparam,
+    case,
+    delete,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    update,
+)
 
 from retouch.contract.states import JobState
 from retouch.jobs.database import migrate, open_sqlite, writer
-from retouch.jobs.models import Claim, Job, LogLine, QueueFull, WorkerRecord
-from retouch.jobs.schema import job_logs, jobs, workers
+from retouch.jobs.models import (
+    Claim,
+    Delivery,
+    DeliveryAttempt,
+    DeliveryRecord,
+    Idempotency,
+    IdempotencyConflict,
+    Job,
+    LogLine,
+    QueueFull,
+    RequestPage,
+    WorkerRecord,
+)
+from retouch.jobs.schema import (
+    idempotency_keys,
+    job_logs,
+    jobs,
+    webhook_attempts,
+    webhook_deliveries,
+    workers,
+)
 from retouch.jobs.store import WORKER_LOST
 
 # How often an idle worker looks at SQLite's change counter: a pick-up within a few ms
 # costs one tiny pragma read per tick and no write lock.
 CHANGE_POLL_SECONDS = 0.005
+# An Idempotency-Key answers its first request for this long.
+IDEMPOTENCY_SECONDS = 24 * 3600.0
 
 
 _AHEAD = jobs.alias("ahead")
@@ -38,32 +72,54 @@ _QUEUE_POSITION = case(
     else_=None,
 ).label("queue_position")
 
+_WITHOUT_INPUT = [c for c in jobs.c if c.name != "input"]
 # Built once: a status poll then skips statement construction, its largest cost.
-_GET_JOB = select(*(c for c in jobs.c if c.name != "input"), _QUEUE_POSITION).where(
+_GET_JOB = select(*_WITHOUT_INPUT, _QUEUE_POSITION).where(
     jobs.c.id == bindparam("job_id"), jobs.c.key_id == bindparam("key_id")
 )
 
 
 class SqlJobStore:
-    def __init__(self, engine: Engine, *, max_attempts: int = 3) -> None:
+    def __init__(
+        self, engine: Engine, *, max_attempts: int = 3, webhook_retry_seconds: float = 86400.0
+    ) -> None:
         self.engine = engine
         self._writer = writer(engine)
         self.max_attempts = max_attempts
+        self.webhook_retry_seconds = webhook_retry_seconds
         self._watch_lock = threading.Lock()
         self._watch_connection: sqlite3.Connection | None = None
         self._watch_path: str | None = engine.url.database
 
     @classmethod
-    def open_sqlite(cls, path: Path, *, max_attempts: int = 3) -> SqlJobStore:
+    def open_sqlite(
+        cls, path: Path, *, max_attempts: int = 3, webhook_retry_seconds: float = 86400.0
+    ) -> SqlJobStore:
         engine = open_sqlite(path)
         migrate(engine)
-        return cls(engine, max_attempts=max_attempts)
+        return cls(engine, max_attempts=max_attempts, webhook_retry_seconds=webhook_retry_seconds)
 
     # --- API side -------------------------------------------------------------------
 
-    def submit(self, *, key_id: str, endpoint: str, input: dict[str, Any], max_queued: int) -> Job:
+    def submit(
+        self,
+        *,
+        key_id: str,
+        endpoint: str,
+        input: dict[str, Any],
+        max_queued: int,
+        webhook_url: str | None = None,
+        base_url: str | None = None,
+        idempotency: Idempotency | None = None,
+    ) -> Job:
         job_id = str(uuid.uuid4())
+        now = time.time()
         with self._writer.begin() as conn:
+            # Inside the write lock: two concurrent retries with one key cannot both insert.
+            if idempotency is not None:
+                original = self._idempotent_original(conn, key_id, idempotency, now)
+                if original is not None:
+                    return original
             queued = conn.execute(
                 select(func.count()).select_from(jobs).where(jobs.c.state == JobState.QUEUED)
             ).scalar_one()
@@ -77,16 +133,63 @@ class SqlJobStore:
                     input=json.dumps(input, separators=(",", ":")),
                     state=JobState.QUEUED,
                     attempts=0,
-                    created_at=time.time(),
+                    created_at=now,
+                    webhook_url=webhook_url,
+                    base_url=base_url,
                 )
             )
+            if idempotency is not None:
+                conn.execute(
+                    idempotency_keys.insert().values(
+                        key_id=key_id,
+                        idempotency_key=idempotency.key,
+                        request_hash=idempotency.request_hash,
+                        job_id=job_id,
+                        created_at=now,
+                    )
+                )
             row = conn.execute(select(jobs).where(jobs.c.id == job_id)).one()
         return Job.from_row(row)
+
+    @staticmethod
+    def _idempotent_original(
+        conn: Any, key_id: str, idempotency: Idempotency, now: float
+    ) -> Job | None:
+        """The job an earlier submit with this key made (replayed=True), or None when the key
+        is new or expired. IdempotencyConflict when it was used for another request."""
+        # Expired keys are forgotten here, on the write path that uses them: no sweeper needed.
+        conn.execute(
+            delete(idempotency_keys).where(
+                idempotency_keys.c.created_at < now - IDEMPOTENCY_SECONDS
+            )
+        )
+        seen = conn.execute(
+            select(idempotency_keys.c.request_hash, idempotency_keys.c.job_id).where(
+                idempotency_keys.c.key_id == key_id,
+                idempotency_keys.c.idempotency_key == idempotency.key,
+            )
+        ).one_or_none()
+        if seen is None:
+            return None
+        if seen.request_hash != idempotency.request_hash:
+            raise IdempotencyConflict(seen.job_id)
+        row = conn.execute(_GET_JOB, {"job_id": seen.job_id, "key_id": key_id}).one()
+        return replace(Job.from_row(row), replayed=True)
 
     def get(self, job_id: str, *, key_id: str) -> Job | None:
         with self.engine.connect() as conn:
             row = conn.execute(_GET_JOB, {"job_id": job_id, "key_id": key_id}).one_or_none()
         return Job.from_row(row) if row else None
+
+    def list_jobs(self, *, key_id: str, limit: int, before: int | None = None) -> RequestPage:
+        query = select(*_WITHOUT_INPUT).where(jobs.c.key_id == key_id)
+        if before is not None:
+            query = query.where(jobs.c.seq < before)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.order_by(jobs.c.seq.desc()).limit(limit + 1)).all()
+        page = [Job.from_row(row) for row in rows[:limit]]
+        more = len(rows) > limit
+        return RequestPage(jobs=page, next_cursor=page[-1].seq if more else None)
 
     def cancel(
         self, job_id: str, *, key_id: str, running_too: bool = False
@@ -112,6 +215,7 @@ class SqlJobStore:
             ).one_or_none()
             if cancelled:
                 self._log(conn, job_id, "info", "cancelled at the client's request")
+                self._enqueue_webhooks(conn, [job_id])
         if row is None:
             return None
         return Job.from_row(row), cancelled == 1
@@ -160,9 +264,44 @@ class SqlJobStore:
 
     def _update_held(self, claim: Claim, **values: Any) -> bool:
         with self._writer.begin() as conn:
-            return (
-                conn.execute(update(jobs).where(self._holder(claim)).values(**values)).rowcount == 1
+            held = conn.execute(update(jobs).where(self._holder(claim)).values(**values)).rowcount
+            if held and values.get("state") in (JobState.SUCCEEDED, JobState.FAILED):
+                self._enqueue_webhooks(conn, [claim.job.id])
+            return held == 1
+
+    def _enqueue_webhooks(self, conn: Any, job_ids: list[str]) -> None:
+        """Queue the webhook of each of these just-finished jobs that asked for one, in the
+        transaction that finished them: the job cannot end without its delivery on record."""
+        now = time.time()
+        due = select(
+            jobs.c.id,
+            jobs.c.key_id,
+            jobs.c.webhook_url,
+            literal("pending"),
+            literal(0),
+            literal(now),
+            literal(now),
+            literal(now + self.webhook_retry_seconds),
+        ).where(
+            jobs.c.id.in_(job_ids),
+            jobs.c.webhook_url.is_not(None),
+            ~exists().where(webhook_deliveries.c.job_id == jobs.c.id),
+        )
+        conn.execute(
+            webhook_deliveries.insert().from_select(
+                [
+                    "job_id",
+                    "key_id",
+                    "url",
+                    "state",
+                    "attempts",
+                    "next_attempt_at",
+                    "created_at",
+                    "give_up_at",
+                ],
+                due,
             )
+        )
 
     def is_held(self, claim: Claim) -> bool:
         with self.engine.connect() as conn:
@@ -259,6 +398,7 @@ class SqlJobStore:
         expired = and_(jobs.c.state == JobState.RUNNING, jobs.c.lease_expires_at < now)
         with self._writer.begin() as conn:
             lost = conn.execute(select(jobs.c.id, jobs.c.attempts).where(expired)).all()
+            given_up = [job_id for job_id, attempts in lost if attempts >= self.max_attempts]
             for job_id, attempts in lost:
                 outcome = "failed" if attempts >= self.max_attempts else "back in the queue"
                 self._log(conn, job_id, "warning", f"its worker stopped responding; {outcome}")
@@ -278,6 +418,8 @@ class SqlJobStore:
                     lease_expires_at=None,
                 )
             ).rowcount
+            if given_up:
+                self._enqueue_webhooks(conn, given_up)
             requeued = conn.execute(
                 update(jobs)
                 .where(expired)
@@ -292,6 +434,107 @@ class SqlJobStore:
                 )
             ).rowcount
         return int(failed + requeued)
+
+    # --- webhook deliveries -------------------------------------------------------------
+
+    def claim_deliveries(self, *, limit: int, lease_seconds: float) -> list[Delivery]:
+        """Take up to `limit` due deliveries for one attempt each. The lease keeps two
+        dispatchers (API processes) from sending one at once; a dispatcher that dies
+        mid-attempt leaves it to be taken again when the lease ends (at least once)."""
+        now = time.time()
+        free = or_(
+            webhook_deliveries.c.lease_expires_at.is_(None),
+            webhook_deliveries.c.lease_expires_at < now,
+        )
+        with self._writer.begin() as conn:
+            rows = conn.execute(
+                select(webhook_deliveries)
+                .where(
+                    webhook_deliveries.c.state == "pending",
+                    webhook_deliveries.c.next_attempt_at <= now,
+                    free,
+                )
+                .order_by(webhook_deliveries.c.next_attempt_at)
+                .limit(limit)
+            ).all()
+            if rows:
+                conn.execute(
+                    update(webhook_deliveries)
+                    .where(webhook_deliveries.c.job_id.in_([r.job_id for r in rows]))
+                    .values(lease_expires_at=now + lease_seconds)
+                )
+        return [Delivery(r.job_id, r.key_id, r.url, r.attempts, r.give_up_at) for r in rows]
+
+    def record_delivery_attempt(
+        self,
+        delivery: Delivery,
+        attempt: DeliveryAttempt,
+        *,
+        delivered: bool,
+        retry_at: float | None,
+    ) -> None:
+        """Record one attempt; then the delivery is done, retried at `retry_at`, or (with no
+        retry_at, or one past its give-up time) failed for good."""
+        if delivered:
+            outcome: dict[str, Any] = {"state": "delivered", "finished_at": attempt.at}
+        elif retry_at is None or retry_at > delivery.give_up_at:
+            outcome = {"state": "failed", "finished_at": attempt.at}
+        else:
+            outcome = {"state": "pending", "next_attempt_at": retry_at}
+        with self._writer.begin() as conn:
+            conn.execute(
+                webhook_attempts.insert().values(
+                    job_id=delivery.job_id,
+                    at=attempt.at,
+                    status_code=attempt.status_code,
+                    error=attempt.error,
+                    duration_ms=attempt.duration_ms,
+                )
+            )
+            conn.execute(
+                update(webhook_deliveries)
+                .where(webhook_deliveries.c.job_id == delivery.job_id)
+                .values(
+                    attempts=webhook_deliveries.c.attempts + 1, lease_expires_at=None, **outcome
+                )
+            )
+
+    def delivery(self, job_id: str) -> DeliveryRecord | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(webhook_deliveries).where(webhook_deliveries.c.job_id == job_id)
+            ).one_or_none()
+            if row is None:
+                return None
+            attempts = conn.execute(
+                select(webhook_attempts)
+                .where(webhook_attempts.c.job_id == job_id)
+                .order_by(webhook_attempts.c.seq)
+            ).all()
+        return DeliveryRecord(
+            url=row.url,
+            state=row.state,
+            next_attempt_at=row.next_attempt_at if row.state == "pending" else None,
+            finished_at=row.finished_at,
+            attempts=[
+                DeliveryAttempt(a.at, a.status_code, a.error, a.duration_ms) for a in attempts
+            ],
+        )
+
+    def next_delivery_at(self) -> float | None:
+        """When the earliest pending delivery is due (a dispatcher sleeps until then)."""
+        # A leased delivery (being sent now) is due again only when its lease runs out.
+        due_at = case(
+            (
+                webhook_deliveries.c.lease_expires_at > webhook_deliveries.c.next_attempt_at,
+                webhook_deliveries.c.lease_expires_at,
+            ),
+            else_=webhook_deliveries.c.next_attempt_at,
+        )
+        with self.engine.connect() as conn:
+            return conn.execute(
+                select(func.min(due_at)).where(webhook_deliveries.c.state == "pending")
+            ).scalar_one_or_none()
 
     def _data_version(self) -> int:
         with self._watch_lock:

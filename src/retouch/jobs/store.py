@@ -10,14 +10,40 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from retouch.jobs.models import Claim, Job, LogLine, WorkerRecord
+from retouch.jobs.models import (
+    Claim,
+    Delivery,
+    DeliveryAttempt,
+    DeliveryRecord,
+    Idempotency,
+    Job,
+    LogLine,
+    RequestPage,
+    WorkerRecord,
+)
 
 WORKER_LOST = "worker_lost"
 
 
 class JobStore(Protocol):
-    def submit(self, *, key_id: str, endpoint: str, input: dict[str, Any], max_queued: int) -> Job:
-        """Store a new queued job; raises QueueFull when max_queued jobs already wait."""
+    def submit(
+        self,
+        *,
+        key_id: str,
+        endpoint: str,
+        input: dict[str, Any],
+        max_queued: int,
+        webhook_url: str | None = None,
+        base_url: str | None = None,
+        idempotency: Idempotency | None = None,
+    ) -> Job:
+        """Store a new queued job; raises QueueFull when max_queued jobs already wait. With an
+        idempotency key seen in the last 24 h: the original job (replayed=True) when the
+        request hash matches, IdempotencyConflict when it does not."""
+        ...
+
+    def list_jobs(self, *, key_id: str, limit: int, before: int | None = None) -> RequestPage:
+        """A key's jobs, newest first, older than the `before` cursor (a job's seq)."""
         ...
 
     def get(self, job_id: str, *, key_id: str) -> Job | None:
@@ -76,6 +102,23 @@ class JobStore(Protocol):
     def reap_expired(self) -> int:
         """Requeue (or fail, past max_attempts) running jobs whose lease expired."""
         ...
+
+    def claim_deliveries(self, *, limit: int, lease_seconds: float) -> list[Delivery]:
+        """Take due webhook deliveries for one attempt each (leased, so one sender at a time)."""
+        ...
+
+    def record_delivery_attempt(
+        self,
+        delivery: Delivery,
+        attempt: DeliveryAttempt,
+        *,
+        delivered: bool,
+        retry_at: float | None,
+    ) -> None: ...
+
+    def delivery(self, job_id: str) -> DeliveryRecord | None: ...
+
+    def next_delivery_at(self) -> float | None: ...
 
     def change_token(self) -> int:
         """A marker of the database's state, for wait_for_change(since=...)."""

@@ -6,22 +6,25 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import ipaddress
-import os
-import socket
-import ssl
 import urllib.parse
 from dataclasses import dataclass
 from typing import Final
 
 import httpx
 
-from retouch.media.addresses import AddressPolicy, IPAddress
+from retouch.media.addresses import AddressPolicy
 from retouch.media.errors import MediaError
+from retouch.media.pinned import (
+    describe_url,
+    parse_http_url,
+    pinned_client,
+    resolve,
+    send_pinned,
+    transport_reason,
+)
 
-_HTTP_SCHEMES: Final = frozenset({"http", "https"})
+_SCHEMES: Final = "http, https or data"
 _REDIRECT_STATUSES: Final = frozenset({301, 302, 303, 307, 308})
-_MAX_URL_IN_MESSAGE: Final = 200
 _ASCII_WHITESPACE: Final = b" \t\n\r\f\v"
 
 
@@ -85,31 +88,30 @@ def _decode_data_uri(url: str, max_bytes: int) -> bytes:
 
 async def _fetch_http(url: str, config: FetchConfig) -> bytes:
     policy = AddressPolicy(config.allow)
-    current = _parse_http_url(url, redirect=False)
+    current = parse_http_url(url, schemes=_SCHEMES)
     timeout = httpx.Timeout(
         connect=config.connect_timeout,
         read=config.read_timeout,
         write=config.read_timeout,
         pool=config.connect_timeout,
     )
-    async with httpx.AsyncClient(
-        timeout=timeout,
-        follow_redirects=False,  # each hop must be re-checked before we connect to it
-        trust_env=False,  # a proxy from the environment would connect by name, undoing the pin
-        # No keep-alive: a pooled connection is keyed by IP, and could be reused by a later hop
-        # to another name on that IP under the first name's TLS session.
-        limits=httpx.Limits(max_keepalive_connections=0),
-    ) as client:
+    headers = {
+        "User-Agent": config.user_agent,
+        "Accept": "image/*",
+        # Images are already compressed; asking for identity avoids gzip bombs.
+        "Accept-Encoding": "identity",
+    }
+    async with pinned_client(timeout) as client:
         redirects = 0
         try:
             while True:
-                addresses = await _resolve(current, policy, config.connect_timeout)
-                response = await _send_pinned(client, current, addresses, config.user_agent)
+                addresses = await resolve(current, policy, config.connect_timeout)
+                response = await send_pinned(client, "GET", current, addresses, headers)
                 try:
                     if response.status_code not in _REDIRECT_STATUSES:
                         if not response.is_success:
                             raise MediaError(
-                                f"HTTP {response.status_code} from {_describe_url(current)}"
+                                f"HTTP {response.status_code} from {describe_url(current)}"
                             )
                         return await _read_capped(response, config.max_bytes)
                     if redirects >= config.max_redirects:
@@ -124,79 +126,17 @@ async def _fetch_http(url: str, config: FetchConfig) -> bytes:
             raise _transport_error(error, config, current if redirects else None) from error
 
 
-def _parse_http_url(url: str, *, redirect: bool) -> httpx.URL:
-    where = "redirect to " if redirect else ""
-    try:
-        parsed = httpx.URL(url)
-    except httpx.InvalidURL:
-        raise MediaError(f"{where}not a valid URL: {_describe_url(url)}") from None
-    if not parsed.scheme:
-        raise MediaError(f"{where}URL has no scheme: use http, https or data")
-    if parsed.scheme not in _HTTP_SCHEMES:
-        raise MediaError(
-            f"{where}unsupported URL scheme {parsed.scheme[:20]!r}: use http, https or data"
-        )
-    if not parsed.raw_host:
-        raise MediaError(f"{where}URL has no host: {_describe_url(url)}")
-    return parsed
-
-
-async def _resolve(url: httpx.URL, policy: AddressPolicy, timeout: float) -> list[IPAddress]:
-    """Look the host up once and check every answer, before anything connects."""
-    host = url.raw_host.decode("ascii")  # IDNA-encoded by httpx, brackets already stripped
-    port = url.port or (443 if url.scheme == "https" else 80)
-    try:
-        async with asyncio.timeout(timeout):
-            infos = await asyncio.get_running_loop().getaddrinfo(
-                host, port, type=socket.SOCK_STREAM
-            )
-    except TimeoutError:
-        raise MediaError(f"timed out after {timeout:g} s while looking up {host}") from None
-    except (socket.gaierror, UnicodeError):
-        raise MediaError(f"not reachable: host {host} not found") from None
-    # dict.fromkeys: drop duplicates but keep the resolver's preference order.
-    addresses = list(dict.fromkeys(ipaddress.ip_address(info[4][0]) for info in infos))
-    policy.check(host, addresses)
-    return addresses
-
-
-async def _send_pinned(
-    client: httpx.AsyncClient, url: httpx.URL, addresses: list[IPAddress], user_agent: str
-) -> httpx.Response:
-    """Send the GET to the checked addresses themselves, trying them in order, so a second DNS
-    lookup (rebinding) never gets a say. The name stays in Host and in TLS SNI/verification."""
-    headers = {
-        "Host": url.netloc.decode("ascii"),
-        "User-Agent": user_agent,
-        "Accept": "image/*",
-        # Images are already compressed; asking for identity avoids gzip bombs.
-        "Accept-Encoding": "identity",
-    }
-    extensions = {"sni_hostname": url.raw_host.decode("ascii")} if url.scheme == "https" else {}
-    last_error: httpx.TransportError | None = None
-    for address in addresses:
-        request = client.build_request(
-            "GET", url.copy_with(host=str(address)), headers=headers, extensions=extensions
-        )
-        try:
-            return await client.send(request, stream=True)
-        except (httpx.ConnectError, httpx.ConnectTimeout) as error:
-            last_error = error
-    assert last_error is not None  # AddressPolicy.check refuses an empty address list
-    raise last_error
-
-
 def _redirect_target(current: httpx.URL, response: httpx.Response) -> httpx.URL:
     location = response.headers.get("location")
     if not location:
         raise MediaError(
-            f"HTTP {response.status_code} redirect without a Location from {_describe_url(current)}"
+            f"HTTP {response.status_code} redirect without a Location from {describe_url(current)}"
         )
     try:
         target = current.join(location)
     except httpx.InvalidURL:
-        raise MediaError(f"redirect to an invalid URL from {_describe_url(current)}") from None
-    return _parse_http_url(str(target), redirect=True)
+        raise MediaError(f"redirect to an invalid URL from {describe_url(current)}") from None
+    return parse_http_url(str(target), prefix="redirect to ", schemes=_SCHEMES)
 
 
 async def _read_capped(response: httpx.Response, max_bytes: int) -> bytes:
@@ -219,48 +159,15 @@ async def _read_capped(response: httpx.Response, max_bytes: int) -> bytes:
 def _transport_error(
     error: httpx.HTTPError, config: FetchConfig, redirected_to: httpx.URL | None
 ) -> MediaError:
-    if isinstance(error, httpx.ConnectTimeout):
-        reason = f"timed out after {config.connect_timeout:g} s while connecting"
-    elif isinstance(error, httpx.ReadTimeout):
-        reason = f"timed out after {config.read_timeout:g} s while reading"
-    elif isinstance(error, httpx.TimeoutException):
-        reason = f"timed out after {config.read_timeout:g} s while sending the request"
-    elif isinstance(error, httpx.ConnectError):
-        reason = f"not reachable: {_root_cause(error)}"
-    elif isinstance(error, httpx.RemoteProtocolError):
-        reason = "the server closed the connection early or sent a malformed response"
-    elif isinstance(error, httpx.ReadError):
-        reason = f"connection broke while reading: {_root_cause(error)}"
-    else:
-        reason = f"fetch failed: {_root_cause(error)}"
+    reason = transport_reason(
+        error,
+        connect_timeout=config.connect_timeout,
+        read_timeout=config.read_timeout,
+        action="fetch",
+    )
     if redirected_to is not None:
-        reason += f" (after a redirect to {_describe_url(redirected_to)})"
+        reason += f" (after a redirect to {describe_url(redirected_to)})"
     return MediaError(reason)
-
-
-def _root_cause(error: BaseException) -> str:
-    """A short reason from the exception chain: httpx wraps httpcore wraps the OSError."""
-    seen: BaseException | None = error
-    while seen is not None:
-        if isinstance(seen, ssl.SSLCertVerificationError):
-            return f"TLS certificate not accepted ({seen.verify_message})"
-        if isinstance(seen, ssl.SSLError):
-            return f"TLS handshake failed ({seen.reason or seen.__class__.__name__})"
-        if isinstance(seen, OSError) and seen.errno:
-            # asyncio's strerror reads "Connect call failed (...)"; the errno says what happened.
-            return os.strerror(seen.errno).lower()
-        seen = seen.__cause__ or seen.__context__
-    return str(error)[:_MAX_URL_IN_MESSAGE] or error.__class__.__name__
-
-
-def _describe_url(url: httpx.URL | str) -> str:
-    """The URL for a message: without credentials, and short."""
-    if isinstance(url, httpx.URL) and url.userinfo:
-        url = url.copy_with(username=None, password=None)
-    text = str(url)
-    if len(text) <= _MAX_URL_IN_MESSAGE:
-        return text
-    return text[: _MAX_URL_IN_MESSAGE - 1] + "…"
 
 
 def _format_size(size: int) -> str:

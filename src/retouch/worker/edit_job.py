@@ -23,6 +23,8 @@ from retouch.media.errors import MediaError
 from retouch.media.fetch import FetchConfig, fetch_bytes
 from retouch.safety.moderation import POLICY_VIOLATION, Moderator, PolicyViolation, image_message
 from retouch.storage.local import LocalStorage
+from retouch.storage.own_files import own_file
+from retouch.storage.signing import UrlSigner
 
 
 class JobFailure(Exception):
@@ -47,14 +49,30 @@ class Timer:
 
 # While inputs download, the stop/cancel check runs this often.
 CANCEL_CHECK_SECONDS = 0.1
+UPLOAD_AGAIN = "upload it again (POST /v1/files) and submit the new URL"
+
+
+async def read_input(url: str, tools: JobTools) -> bytes:
+    """The bytes of one input. Our own signed file URLs (uploads, outputs) are read from
+    storage: the public URL may be unreachable from this worker, and the address policy
+    refuses loopback and private addresses. Any other URL is fetched."""
+    own = own_file(url, tools.signer)
+    if own is None:
+        return await fetch_bytes(url, tools.fetch_config)
+    if own.expired:
+        raise MediaError(f"this file URL has expired: {UPLOAD_AGAIN}")
+    try:
+        return await asyncio.to_thread(tools.storage.path(own.name).read_bytes)
+    except FileNotFoundError:
+        raise MediaError(f"this file no longer exists on the server: {UPLOAD_AGAIN}") from None
 
 
 async def _fetch_all(
-    urls: list[str], config: FetchConfig, should_cancel: Callable[[], bool]
+    urls: list[str], tools: JobTools, should_cancel: Callable[[], bool]
 ) -> list[bytes | MediaError]:
     async def one(url: str) -> bytes | MediaError:
         try:
-            return await fetch_bytes(url, config)
+            return await read_input(url, tools)
         except MediaError as error:
             return error
 
@@ -69,18 +87,18 @@ async def _fetch_all(
 
 
 def load_inputs(
-    urls: list[str], config: FetchConfig, max_pixels: int, should_cancel: Callable[[], bool]
+    urls: list[str], tools: JobTools, should_cancel: Callable[[], bool]
 ) -> list[Image.Image]:
     """Every input fetched concurrently, then decoded; the first failure (in input order)
     fails the job with a message naming the input. Stops early (EditCancelled) when
     should_cancel says so, so a stopping worker is not held up by a slow download."""
-    fetched = asyncio.run(_fetch_all(urls, config, should_cancel))
+    fetched = asyncio.run(_fetch_all(urls, tools, should_cancel))
     images: list[Image.Image] = []
     for index, data in enumerate(fetched):
         try:
             if isinstance(data, MediaError):
                 raise data
-            images.append(decode_image(data, max_pixels=max_pixels))
+            images.append(decode_image(data, max_pixels=tools.max_input_pixels))
         except MediaError as error:
             raise JobFailure(error.code, f"image_urls[{index}]: {error.reason}") from None
     return images
@@ -123,6 +141,8 @@ class JobTools:
 
     engine: Engine
     storage: LocalStorage
+    signer: UrlSigner
+    """Recognises our own signed file URLs among the inputs (read_input)."""
     fetch_config: FetchConfig
     max_input_pixels: int
     upscaler: Upscaler
@@ -160,9 +180,7 @@ def run_edit_job(
     try:
         # The prompt first: a refused prompt costs no download.
         tools.moderator.check_prompt(fields.prompt, tolerance)
-        images = load_inputs(
-            fields.image_urls, tools.fetch_config, tools.max_input_pixels, reporter.should_cancel
-        )
+        images = load_inputs(fields.image_urls, tools, reporter.should_cancel)
         timer.lap("inputs_s")
         reporter.log(f"fetched and decoded {len(images)} input image(s)")
         tools.moderator.check_inputs(images, tolerance)

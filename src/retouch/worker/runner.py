@@ -20,6 +20,7 @@ from retouch.jobs.store import JobStore
 from retouch.media.fetch import FetchConfig
 from retouch.safety.moderation import Moderator
 from retouch.storage.local import LocalStorage
+from retouch.storage.signing import UrlSigner
 from retouch.worker.edit_job import JobFailure, JobTools, run_edit_job
 from retouch.worker.memory import memory_report
 
@@ -144,6 +145,7 @@ class Worker:
         settings: Settings,
         store: JobStore,
         storage: LocalStorage,
+        signer: UrlSigner,
         endpoints: list[Endpoint],
         engines: EnginePool,
         upscaler: Upscaler,
@@ -152,6 +154,7 @@ class Worker:
         self.settings = settings
         self.store = store
         self.storage = storage
+        self.signer = signer
         self.endpoints = {endpoint.id: endpoint for endpoint in endpoints}
         self.engines = engines
         self.upscaler = upscaler
@@ -246,6 +249,7 @@ class Worker:
                 tools = JobTools(
                     engine=self.engines.get(endpoint),
                     storage=self.storage,
+                    signer=self.signer,
                     fetch_config=self._fetch_config,
                     max_input_pixels=self.settings.max_input_pixels,
                     upscaler=self.upscaler,

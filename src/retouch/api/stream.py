@@ -1,0 +1,66 @@
+"""Following a job as it runs: the server-sent event stream of its status changes, and the
+wait behind `Prefer: wait=N`. Both sleep on the process's ChangeFeed, never in a poll loop of
+their own."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi.sse import format_sse_event
+
+from retouch.api.state import AppState
+from retouch.contract.states import FINISHED_STATES
+from retouch.jobs.models import Job
+
+# A comment line this often keeps proxies from closing a quiet stream.
+KEEPALIVE_SECONDS = 15.0
+
+
+def _json(body: dict[str, Any]) -> str:
+    return json.dumps(body, separators=(",", ":"))
+
+
+def result_body(state: AppState, base: str, job: Job) -> dict[str, Any]:
+    """The result body, with the webhook delivery's attempts when the job asked for one (the
+    webhook's own body is the plain result: see retouch.webhooks)."""
+    body = state.views.result(base, job)
+    if job.webhook_url:
+        body["webhook"] = state.views.webhook(job.webhook_url, state.store.delivery(job.id))
+    return body
+
+
+async def wait_for_end(state: AppState, job_id: str, key_id: str, timeout: float) -> Job | None:
+    """The job once it has finished, or None if it is still unfinished after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        marker = state.changes.marker()
+        job = state.store.get(job_id, key_id=key_id)
+        if job is None or job.state in FINISHED_STATES:
+            return job
+        if not await state.changes.wait(marker, deadline - time.monotonic()):
+            return None
+
+
+async def status_events(
+    state: AppState, base: str, job_id: str, key_id: str
+) -> AsyncIterator[bytes]:
+    """`status` events (the status body) whenever it changes, then one `result` event with the
+    result body, then the end of the stream."""
+    sent: dict[str, Any] | None = None
+    while True:
+        marker = state.changes.marker()
+        job = state.store.get(job_id, key_id=key_id)
+        if job is None:  # expired or deleted while streaming
+            return
+        status = state.views.status(base, job)
+        if status != sent:
+            yield format_sse_event(event="status", data_str=_json(status))
+            sent = status
+        if job.state in FINISHED_STATES:
+            yield format_sse_event(event="result", data_str=_json(result_body(state, base, job)))
+            return
+        if not await state.changes.wait(marker, KEEPALIVE_SECONDS):
+            yield format_sse_event(comment="keep-alive")

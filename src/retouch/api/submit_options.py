@@ -1,0 +1,86 @@
+"""What a submit may ask for beside its body: `Prefer: wait=N`, an `Idempotency-Key` and a
+`?webhook=` URL, each checked here with an error that names it."""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import re
+from typing import Any
+
+import httpx
+
+from retouch.api.errors import field_error
+from retouch.media.addresses import AddressPolicy
+from retouch.media.errors import MediaError
+
+MAX_PREFER_WAIT_SECONDS = 60
+MAX_WEBHOOK_URL_LENGTH = 2048
+# RFC 9110 field values are visible ASCII; 255 matches what hosted APIs accept.
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e][\x20-\x7e]{0,254}$")
+
+
+def prefer_wait(header: str | None) -> int | None:
+    """N from `Prefer: wait=N` (RFC 7240; other preferences in the header are ignored)."""
+    if header is None:
+        return None
+    for preference in header.split(","):
+        name, _, value = preference.split(";")[0].partition("=")
+        if name.strip().lower() != "wait":
+            continue
+        value = value.strip().strip('"')
+        if not value.isdigit() or int(value) > MAX_PREFER_WAIT_SECONDS:
+            raise field_error(
+                "Prefer",
+                f"wait={value[:20]!r} is not a whole number of seconds from 0 to "
+                f"{MAX_PREFER_WAIT_SECONDS}: send e.g. 'Prefer: wait=30'",
+            )
+        return int(value)
+    return None
+
+
+def idempotency_key(header: str | None) -> str | None:
+    if header is None:
+        return None
+    if not _IDEMPOTENCY_KEY.match(header):
+        raise field_error(
+            "Idempotency-Key",
+            "must be 1 to 255 visible ASCII characters (a UUID is a good key)",
+        )
+    return header
+
+
+def webhook_url(url: str | None, allow: tuple[str, ...]) -> str | None:
+    """The URL when it can be delivered to. Host names are resolved and checked again at each
+    delivery; an address written into the URL can be refused now, before the job runs."""
+    if url is None:
+        return None
+    if len(url) > MAX_WEBHOOK_URL_LENGTH:
+        raise field_error("webhook", f"longer than {MAX_WEBHOOK_URL_LENGTH} characters")
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL:
+        parsed = None
+    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
+        raise field_error("webhook", "must be an absolute http:// or https:// URL")
+    try:
+        address = ipaddress.ip_address(parsed.host)
+    except ValueError:
+        return url
+    try:
+        AddressPolicy(allow).check(parsed.host, [address])
+    except MediaError as error:
+        raise field_error("webhook", str(error)) from None
+    return url
+
+
+def request_hash(endpoint: str, fields: dict[str, Any], webhook: str | None) -> str:
+    """What an idempotent retry must repeat: the validated body (so whitespace and key order do
+    not matter), the endpoint and the webhook."""
+    canonical = json.dumps(
+        {"endpoint": endpoint, "input": fields, "webhook": webhook},
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()

@@ -1,0 +1,212 @@
+"""The webhook dispatcher: an asyncio task in each API process that sends due deliveries.
+
+Deliveries live in the job store (written in the transaction that ends a job), so they survive
+restarts: the dispatcher only ever holds a short lease on the ones it is sending. When idle it
+reads when the next delivery is due a few times a second, and takes no write lock."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Final
+
+from retouch.api.state import AppState
+from retouch.api.views import Views
+from retouch.auth.keys import KeyStore
+from retouch.config import Settings
+from retouch.jobs.models import Delivery, DeliveryAttempt
+from retouch.jobs.store import JobStore
+from retouch.webhooks.backoff import RetrySchedule
+from retouch.webhooks.sender import Outcome, WebhookSender
+from retouch.webhooks.signing import message_id, signed_headers
+
+log = logging.getLogger("retouch.webhooks")
+
+POLL_SECONDS: Final = 0.25
+# After a claim took every due delivery, the earliest one next_delivery_at reports stays due
+# while it is leased (being sent, here or by another API process): wait this long before
+# claiming again (or until a send of ours ends), rather than taking the write lock each poll.
+LEASED_BACKOFF_SECONDS: Final = 1.0
+# A lease outlives the attempt's own timeout by this much (building the body, recording it).
+LEASE_MARGIN_SECONDS: Final = 30.0
+# At shutdown, attempts in flight get this long to finish; the rest are recorded as
+# interrupted and retried at once by the next start.
+STOP_GRACE_SECONDS: Final = 3.0
+INTERRUPTED: Final = "interrupted: the server stopped during the attempt"
+
+
+def schedule_from(settings: Settings) -> RetrySchedule:
+    return RetrySchedule(
+        first=settings.webhook_first_retry_seconds,
+        factor=settings.webhook_retry_factor,
+        maximum=settings.webhook_max_retry_interval_seconds,
+    )
+
+
+class WebhookDispatcher:
+    def __init__(
+        self,
+        *,
+        store: JobStore,
+        keys: KeyStore,
+        views: Views,
+        settings: Settings,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.keys = keys
+        self.views = views
+        self.sender = WebhookSender(settings.fetch_allow, settings.webhook_timeout_seconds)
+        self.schedule = schedule_from(settings)
+        self.concurrency = settings.webhook_concurrency
+        self.lease_seconds = settings.webhook_timeout_seconds + LEASE_MARGIN_SECONDS
+        # Jobs submitted before base URLs were stored have none: use the configured one.
+        self.fallback_base = (
+            settings.public_base_url or f"http://{settings.host}:{settings.port}"
+        ).rstrip("/")
+        self.clock = clock
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+        self._leased_until = 0.0
+
+    @classmethod
+    def for_state(cls, state: AppState) -> WebhookDispatcher:
+        return cls(store=state.store, keys=state.keys, views=state.views, settings=state.settings)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="webhook-dispatcher")
+
+    async def stop(self, grace: float = STOP_GRACE_SECONDS) -> None:
+        """Stop claiming, let attempts in flight finish for up to `grace` seconds, then cancel
+        the rest (each is recorded as interrupted, releasing its lease)."""
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+        if self._in_flight:
+            _, late = await asyncio.wait(set(self._in_flight), timeout=grace)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+
+    # --- the loop -----------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            try:
+                claimed = await self._claim_due()
+            except Exception:
+                # A locked or unreachable database must not end webhooks for good.
+                log.exception("webhook dispatcher: could not read the deliveries")
+                claimed = 0
+            if claimed == 0:
+                await self._sleep(POLL_SECONDS)
+
+    async def _claim_due(self) -> int:
+        """Start sending what is due, as far as free slots allow; how many were started."""
+        free = self.concurrency - len(self._in_flight)
+        if free <= 0 or self.clock() < self._leased_until:
+            return 0
+        due = await asyncio.to_thread(self.store.next_delivery_at)
+        if due is None or due > self.clock():
+            return 0
+        deliveries = await asyncio.to_thread(
+            self.store.claim_deliveries, limit=free, lease_seconds=self.lease_seconds
+        )
+        if len(deliveries) < free:
+            # All that is due is taken; what next_delivery_at still reports due is leased.
+            self._leased_until = self.clock() + LEASED_BACKOFF_SECONDS
+        for delivery in deliveries:
+            task = asyncio.create_task(self._deliver(delivery), name=f"webhook-{delivery.job_id}")
+            self._in_flight.add(task)
+            task.add_done_callback(self._finished)
+        return len(deliveries)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        # A slot is free and the delivery's row has moved on: look again without waiting.
+        self._leased_until = 0.0
+        self._wake.set()
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+        self._wake.clear()
+
+    # --- one delivery -------------------------------------------------------------------------
+
+    async def _deliver(self, delivery: Delivery) -> None:
+        started_at, started = self.clock(), time.monotonic()
+        try:
+            outcome = await self._attempt(delivery)
+        except asyncio.CancelledError:
+            # Recorded here and now (the loop is shutting down): the lease is released and the
+            # next start sends it again at once instead of waiting for the lease to end.
+            self._record(delivery, started_at, started, Outcome(error=INTERRUPTED), retry_now=True)
+            raise
+        except Exception as error:
+            log.exception("webhook for request %s: attempt failed", delivery.job_id)
+            outcome = Outcome(error=f"internal error while sending ({error.__class__.__name__})")
+        await asyncio.to_thread(self._record, delivery, started_at, started, outcome)
+
+    async def _attempt(self, delivery: Delivery) -> Outcome:
+        job = await asyncio.to_thread(self.store.get, delivery.job_id, key_id=delivery.key_id)
+        if job is None:
+            return Outcome(error="the request no longer exists", final=True)
+        secret = await asyncio.to_thread(self.keys.webhook_secret, delivery.key_id)
+        # Built now, not when the job ended: the output URLs are signed fresh for each attempt.
+        result = self.views.result(job.base_url or self.fallback_base, job)
+        body = json.dumps(result, separators=(",", ":"))
+        headers = signed_headers(secret, message_id(job.id), body, self.clock())
+        return await self.sender.send(delivery.url, body, headers)
+
+    def _record(
+        self,
+        delivery: Delivery,
+        started_at: float,
+        started: float,
+        outcome: Outcome,
+        *,
+        retry_now: bool = False,
+    ) -> None:
+        retry_at = None if outcome.delivered or outcome.final else self._retry_at(delivery, outcome)
+        if retry_now:
+            retry_at = self.clock()
+        attempt = DeliveryAttempt(
+            at=started_at,
+            status_code=outcome.status_code,
+            error=outcome.error,
+            duration_ms=(time.monotonic() - started) * 1000,
+        )
+        try:
+            self.store.record_delivery_attempt(
+                delivery, attempt, delivered=outcome.delivered, retry_at=retry_at
+            )
+        except Exception:
+            # Unrecorded, the delivery stays leased; it is sent again once the lease ends.
+            log.exception("webhook for request %s: could not record the attempt", delivery.job_id)
+            return
+        self._log(delivery, outcome, retry_at)
+
+    def _retry_at(self, delivery: Delivery, outcome: Outcome) -> float:
+        pause = self.schedule.delay(delivery.attempts + 1)
+        if outcome.retry_after is not None:
+            # The receiver's own Retry-After, if longer, within our longest pause.
+            pause = max(pause, min(outcome.retry_after, self.schedule.maximum))
+        return self.clock() + pause
+
+    def _log(self, delivery: Delivery, outcome: Outcome, retry_at: float | None) -> None:
+        name = f"webhook for request {delivery.job_id} (attempt {delivery.attempts + 1})"
+        if outcome.delivered:
+            log.info("%s delivered: HTTP %s", name, outcome.status_code)
+        elif retry_at is not None and retry_at <= delivery.give_up_at:
+            wait = max(0.0, retry_at - self.clock())
+            log.warning("%s failed: %s; next attempt in %.3g s", name, outcome.error, wait)
+        else:
+            log.warning("%s failed for good: %s", name, outcome.error)
