@@ -1,8 +1,10 @@
 """Benchmark of the service around the model, on the preview model, on this machine.
 
 Starts real `retouch serve` processes on 127.0.0.1 with a local image server and prints:
-submit latency p50/p99, status polls per second from one server process, idle pick-up
-latency p50, and per-job overhead (end-to-end time minus engine and encoding) at 1K.
+submit latency p50/p99 (plain and with an Idempotency-Key), status polls per second from one
+server process, idle pick-up latency p50, per-job overhead (end-to-end time minus engine and
+encoding) at 1K, and how long after a job ends a client learns it: over the event stream,
+from `Prefer: wait`, and by polling as Retry-After says.
 
     .venv/bin/python bench/api_overhead.py [--submits 300] [--poll-seconds 5] [--jobs 15]
 """
@@ -11,12 +13,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import statistics
 import sys
 import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -68,6 +72,29 @@ async def poll_load(port: int, path: str, key: str, connections: int, seconds: f
     return done
 
 
+def since_finished_ms(result: dict[str, Any]) -> float:
+    assert result["status"] == "succeeded", result
+    return (time.time() - parse_time(result["finished_at"])) * 1000
+
+
+def stream_notice_ms(client: httpx.Client, request_id: str) -> float:
+    url = f"{client.base_url}/v1/requests/{request_id}/stream"
+    with client.stream("GET", url) as response:
+        for line in response.iter_lines():
+            if line.startswith("data: ") and '"output"' in line:
+                return since_finished_ms(json.loads(line.removeprefix("data: ")))
+    raise RuntimeError("the stream ended without a result")
+
+
+def poll_notice_ms(client: httpx.Client, request_id: str) -> float:
+    """What a polite poller sees: it asks again only after Retry-After."""
+    while True:
+        response = client.get(f"/v1/requests/{request_id}/result")
+        if "retry-after" not in response.headers:
+            return since_finished_ms(response.json())
+        time.sleep(float(response.headers["retry-after"]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--submits", type=int, default=300)
@@ -99,6 +126,12 @@ def main() -> None:
             latencies.append((time.perf_counter() - start) * 1000)
             assert response.status_code == 200
         request_id = response.json()["request_id"]
+        keyed = []
+        for n in range(args.submits):
+            start = time.perf_counter()
+            response = client.post(url, json=body, headers={"Idempotency-Key": f"bench-{n}"})
+            keyed.append((time.perf_counter() - start) * 1000)
+            assert response.status_code == 200
     path = f"/v1/requests/{request_id}/status"
     polls = asyncio.run(poll_load(server.port, path, api.key, 16, args.poll_seconds))
     server.stop()
@@ -119,6 +152,21 @@ def main() -> None:
         overheads.append((total - timings["engine_s"] - timings["encode_store_s"]) * 1000)
         engine.append(timings["engine_s"] * 1000)
         encode.append(timings["encode_store_s"] * 1000)
+    notice: dict[str, list[float]] = {
+        "event stream": [],
+        "Prefer: wait": [],
+        "polling (Retry-After)": [],
+    }
+    with httpx.Client(headers=api.headers, timeout=120) as client:
+        for _ in range(max(3, args.jobs // 3)):
+            notice["event stream"].append(stream_notice_ms(client, api.submit_ok(body)))
+            response = client.post(
+                f"{server.base}/v1/models/google/nano-banana-2/edit",
+                json=body,
+                headers={"Prefer": "wait=60"},
+            )
+            notice["Prefer: wait"].append(since_finished_ms(response.json()))
+            notice["polling (Retry-After)"].append(poll_notice_ms(client, api.submit_ok(body)))
     server.stop()
     images.server.shutdown()
 
@@ -126,6 +174,10 @@ def main() -> None:
     print(
         f"submit latency       p50 {percentile(latencies, 0.5):7.2f} ms   "
         f"p99 {percentile(latencies, 0.99):7.2f} ms   ({args.submits} submits)"
+    )
+    print(
+        f"submit with key      p50 {percentile(keyed, 0.5):7.2f} ms   "
+        f"p99 {percentile(keyed, 0.99):7.2f} ms   (Idempotency-Key, each new)"
     )
     print(
         f"status polls         {polls / args.poll_seconds:7.0f} /s   "
@@ -143,6 +195,11 @@ def main() -> None:
         f"engine 1K            p50 {statistics.median(engine):7.2f} ms   "
         f"encode+store 1K PNG p50 {statistics.median(encode):7.2f} ms"
     )
+    for way, delays in notice.items():
+        print(
+            f"job end -> client    p50 {statistics.median(delays):7.2f} ms   "
+            f"({way}, {len(delays)} jobs)"
+        )
 
 
 if __name__ == "__main__":

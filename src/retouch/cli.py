@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from retouch.client.cli import register as register_client_commands
 from retouch.config import Settings
 from retouch.endpoints import ConfigError, Endpoint, load_endpoints
 from retouch.services import open_services
@@ -22,6 +23,7 @@ app = typer.Typer(
 )
 keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+register_client_commands(app)  # edit, wait, status, result, cancel, upload, requests…
 
 console = Console(stderr=True, soft_wrap=True)
 

@@ -1,0 +1,486 @@
+"""The client commands of `retouch`: edit, wait, status, result, cancel, upload, requests and
+webhook-secret, on the SDK's `Client`.
+
+The server URL and the key come from `--url` / `--api-key`, else RETOUCH_URL /
+RETOUCH_API_KEY, else the config file (`retouch.client.config`). Results and saved paths go
+to standard output; progress, the request id and errors (`error <code>: <message>`) go to
+standard error.
+
+Exit codes:
+    0  done
+    1  the job failed, or the content policy withheld some of its outputs (the others are saved)
+    2  usage or invalid input: bad flags, a missing file, 400/413/422 from the server, a bad
+       config file
+    3  authentication: no API key, or the server refused it (401/403)
+    4  not found: no such request id (for this key)
+    5  the job was cancelled
+    6  timed out waiting (or `result` of an unfinished job): the job goes on; resume with
+       `retouch wait ID`
+    7  server or connection error (5xx, 429, unreachable)
+    8  conflict: 409 (an idempotency key reused with another body), or `cancel` of a job that
+       can no longer be cancelled
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, cast
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from retouch.client import errors
+from retouch.client.clients import Client
+from retouch.client.core import is_url, settle
+from retouch.client.models import EditFields, Result, Status, Submission, Upload
+from retouch.contract.endpoints import DEFAULT_ENDPOINT
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_AUTH = 3
+EXIT_NOT_FOUND = 4
+EXIT_CANCELLED = 5
+EXIT_TIMEOUT = 6
+EXIT_SERVER = 7
+EXIT_CONFLICT = 8
+
+# Most specific first: the first class an error is an instance of gives its exit code.
+_EXIT_CODES: list[tuple[type[BaseException], int]] = [
+    (errors.JobFailed, EXIT_FAILED),
+    (errors.JobCancelled, EXIT_CANCELLED),
+    (errors.WaitTimeout, EXIT_TIMEOUT),
+    (errors.MissingApiKeyError, EXIT_AUTH),
+    (errors.ConfigurationError, EXIT_USAGE),
+    (errors.AuthenticationError, EXIT_AUTH),
+    (errors.PermissionDeniedError, EXIT_AUTH),
+    (errors.NotFoundError, EXIT_NOT_FOUND),
+    (errors.ConflictError, EXIT_CONFLICT),
+    (errors.BadRequestError, EXIT_USAGE),
+    (OSError, EXIT_USAGE),  # a local file: missing, unreadable, or an unwritable -o folder
+]
+
+stderr = Console(stderr=True, soft_wrap=True, highlight=False, emoji=False)
+
+Url = Annotated[
+    str | None,
+    typer.Option(
+        "--url", help="Server URL (else RETOUCH_URL, the config file, http://127.0.0.1:8000)"
+    ),
+]
+ApiKey = Annotated[
+    str | None, typer.Option("--api-key", help="API key (else RETOUCH_API_KEY, the config file)")
+]
+JsonOutput = Annotated[
+    bool, typer.Option("--json", help="Print one JSON object on standard output")
+]
+NoProgress = Annotated[bool, typer.Option("--no-progress", help="No progress bar")]
+OutputDir = Annotated[
+    Path, typer.Option("--output", "-o", help="Folder to save the outputs in", file_okay=False)
+]
+Timeout = Annotated[
+    float | None,
+    typer.Option(
+        help="Seconds to wait for the job; then exit 6 (the job goes on: `retouch wait ID`)"
+    ),
+]
+RequestId = Annotated[str, typer.Argument(help="The request id")]
+
+
+def exit_code(error: BaseException) -> int:
+    for kind, code in _EXIT_CODES:
+        if isinstance(error, kind):
+            return code
+    return EXIT_SERVER
+
+
+def _label(error: BaseException) -> str:
+    """The `<code>` of `error <code>: <message>`: the server's or the job's code, else a
+    name for the kind of local failure."""
+    if isinstance(error, errors.RetouchError) and error.error_code is not None:
+        return str(error.error_code)
+    if isinstance(error, errors.MissingApiKeyError):
+        return "no_api_key"
+    if isinstance(error, errors.ConfigurationError):
+        return "config"
+    if isinstance(error, errors.ConnectionError):
+        return "connection"
+    if isinstance(error, errors.RetouchError):
+        return str(error.status_code or "error")
+    return "file"
+
+
+def _message(error: BaseException) -> str:
+    if isinstance(error, errors.RetouchError):
+        return error.message
+    if isinstance(error, OSError) and error.filename is not None:
+        return f"{error.strerror}: {error.filename}"
+    return str(error)
+
+
+def _detail_lines(error: BaseException) -> list[str]:
+    detail = error.detail if isinstance(error, errors.RetouchError) else None
+    if not isinstance(detail, list):
+        return []
+    lines = []
+    for item in detail:
+        is_field = isinstance(item, dict)
+        lines.append(f"{item.get('field', '?')}: {item.get('message')}" if is_field else str(item))
+    return lines
+
+
+def _dump(model: Any) -> dict[str, Any]:
+    dumped: dict[str, Any] = model.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return dumped
+
+
+def print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def _error_json(error: BaseException) -> dict[str, Any]:
+    body: dict[str, Any] = {}
+    request_id = getattr(error, "request_id", None)
+    if request_id is not None:
+        body["request_id"] = request_id
+    result = getattr(error, "result", None)
+    if isinstance(result, Result):
+        body.update(status=result.status, files=[], result=_dump(result))
+    body["error"] = {
+        "code": _label(error),
+        "message": _message(error),
+        "status_code": getattr(error, "status_code", None),
+        "detail": getattr(error, "detail", None),
+    }
+    return body
+
+
+def fail(code: int, label: str, message: str) -> typer.Exit:
+    stderr.print(f"error {label}: {message}", markup=False)
+    return typer.Exit(code)
+
+
+@contextmanager
+def reported(json_output: bool = False) -> Iterator[None]:
+    """Turn an SDK or local file error into `error <code>: <message>` on standard error
+    (and a JSON object with --json) and its exit code."""
+    try:
+        yield
+    except (errors.RetouchError, OSError) as error:
+        stderr.print(f"error {_label(error)}: {_message(error)}", markup=False)
+        for line in _detail_lines(error):
+            stderr.print(f"  {line}", markup=False)
+        if json_output:
+            print_json(_error_json(error))
+        raise typer.Exit(exit_code(error)) from None
+
+
+class ProgressView:
+    """Progress on standard error: a rich progress bar when it is a terminal (and progress
+    is wanted); the request id line in any case, so a user can always resume."""
+
+    def __init__(self, enabled: bool) -> None:
+        self._progress = (
+            Progress(
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TextColumn("{task.fields[count]}"),
+                TimeElapsedColumn(),
+                console=stderr,
+                transient=True,
+            )
+            if enabled and stderr.is_terminal
+            else None
+        )
+        self._task: TaskID | None = None
+        self._done = 0
+        self._total = 0
+
+    def __enter__(self) -> ProgressView:
+        if self._progress is not None:
+            self._progress.start()
+            self._task = self._progress.add_task("starting", total=None, count="")
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def show(self, description: str, completed: int = 0, total: int | None = None) -> None:
+        if self._progress is None or self._task is None:
+            return
+        count = f"{completed}/{total}" if total else ""
+        self._progress.update(
+            self._task, description=description, completed=completed, total=total, count=count
+        )
+
+    def uploading(self, total: int) -> None:
+        self._done, self._total = 0, total
+        if total:
+            self.show("uploading", 0, total)
+
+    def uploaded(self, upload: Upload) -> None:
+        self._done += 1
+        self.show("uploading", self._done, self._total)
+
+    def submitted(self, submission: Submission) -> None:
+        rid = submission.request_id
+        stderr.print(f"request {rid} submitted (resume with: retouch wait {rid})", markup=False)
+        self.show("submitted")
+
+    def update(self, status: Status) -> None:
+        if status.status == "in_queue":
+            self.show(f"in queue (position {status.queue_position})")
+        elif status.progress is not None:
+            self.show("editing", status.progress.step, status.progress.total)
+        else:
+            self.show(status.status.replace("_", " "))
+
+    def downloading(self, total: int) -> None:
+        self._done, self._total = 0, total
+        self.show("downloading", 0, total)
+
+    def downloaded(self, path: Path) -> None:
+        self._done += 1
+        self.show("downloading", self._done, self._total)
+
+
+def open_client(url: str | None, api_key: str | None) -> Client:
+    return Client(url, api_key)
+
+
+def save_and_report(
+    client: Client, view: ProgressView, result: Result, output_dir: Path, json_output: bool
+) -> None:
+    """Save a finished job's outputs and print their paths (or the JSON summary); exit 1
+    when the content policy withheld some of them."""
+    view.downloading(len(result.images))
+    files = client.download(result, output_dir, on_file=view.downloaded)
+    view.stop()
+    if json_output:
+        print_json(
+            {
+                "request_id": result.request_id,
+                "status": result.status,
+                "files": [str(path) for path in files],
+                "result": _dump(result),
+            }
+        )
+    else:
+        for path in files:
+            print(path, flush=True)
+    if result.withheld:
+        generated = len(result.has_nsfw_concepts or [])
+        raise fail(
+            EXIT_FAILED,
+            "withheld",
+            f"{result.withheld} of {generated} outputs of request {result.request_id} were "
+            "withheld by the content policy (safety_tolerance); the others are saved",
+        )
+
+
+def edit(
+    prompt: Annotated[str, typer.Argument(help="What to change in the images")],
+    images: Annotated[
+        list[str],
+        typer.Argument(help="1–20 images: local files (uploaded first) or http(s)/data: URLs"),
+    ],
+    output_dir: OutputDir = Path("."),
+    aspect_ratio: Annotated[
+        str | None, typer.Option(help="auto 21:9 16:9 3:2 4:3 5:4 1:1 4:5 3:4 2:3 9:16")
+    ] = None,
+    resolution: Annotated[str | None, typer.Option(help="0.5K 1K 2K 4K")] = None,
+    num_images: Annotated[int | None, typer.Option(help="Images to make, 1–4")] = None,
+    output_format: Annotated[str | None, typer.Option("--format", help="png jpeg webp")] = None,
+    seed: Annotated[int | None, typer.Option(help="Image k uses seed + k")] = None,
+    safety_tolerance: Annotated[
+        int | None, typer.Option(help="1 (strictest) to 6 (most permissive)")
+    ] = None,
+    endpoint: Annotated[str, typer.Option(help="The model endpoint")] = DEFAULT_ENDPOINT,
+    timeout: Timeout = None,
+    webhook: Annotated[str | None, typer.Option(help="URL to notify when it ends")] = None,
+    idempotency_key: Annotated[
+        str | None, typer.Option(help="Repeat a submit safely: the same key, the same job")
+    ] = None,
+    json_output: JsonOutput = False,
+    no_progress: NoProgress = False,
+    url: Url = None,
+    api_key: ApiKey = None,
+) -> None:
+    """Edit images from a prompt: upload local files, submit, wait, save the outputs as
+    <request_id>-<n>.<ext> and print their paths."""
+    chosen = {
+        "num_images": num_images,
+        "seed": seed,
+        "aspect_ratio": aspect_ratio,
+        "resolution": resolution,
+        "output_format": output_format,
+        "safety_tolerance": safety_tolerance,
+    }
+    fields = cast(EditFields, {name: value for name, value in chosen.items() if value is not None})
+    with (
+        reported(json_output),
+        ProgressView(not no_progress) as view,
+        open_client(url, api_key) as client,
+    ):
+        view.uploading(sum(not is_url(image) for image in images))
+        result = client.run(
+            prompt,
+            images,
+            endpoint=endpoint,
+            timeout=timeout,
+            on_upload=view.uploaded,
+            on_submitted=view.submitted,
+            on_update=view.update,
+            webhook=webhook,
+            idempotency_key=idempotency_key,
+            **fields,
+        )
+        save_and_report(client, view, result, output_dir, json_output)
+
+
+def wait(
+    request_id: RequestId,
+    output_dir: OutputDir = Path("."),
+    timeout: Timeout = None,
+    json_output: JsonOutput = False,
+    no_progress: NoProgress = False,
+    url: Url = None,
+    api_key: ApiKey = None,
+) -> None:
+    """Wait for a request (e.g. after a timeout), then save its outputs like `edit`."""
+    with (
+        reported(json_output),
+        ProgressView(not no_progress) as view,
+        open_client(url, api_key) as client,
+    ):
+        result = client.wait(request_id, timeout=timeout, on_update=view.update)
+        save_and_report(client, view, result, output_dir, json_output)
+
+
+def status(request_id: RequestId, url: Url = None, api_key: ApiKey = None) -> None:
+    """Print a request's status (JSON)."""
+    with reported(), open_client(url, api_key) as client:
+        print_json(_dump(client.status(request_id)))
+
+
+def result(
+    request_id: RequestId,
+    output_dir: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Save the outputs here and print their paths"),
+    ] = None,
+    json_output: JsonOutput = False,
+    url: Url = None,
+    api_key: ApiKey = None,
+) -> None:
+    """Print a request's result (JSON), or with -o save its outputs. Exits like `wait`: 1
+    failed, 5 cancelled, 6 not finished yet."""
+    with reported(json_output and output_dir is not None), open_client(url, api_key) as client:
+        found = client.result(request_id)
+        if output_dir is None:
+            print_json(_dump(found))
+        if not found.finished:
+            raise fail(
+                EXIT_TIMEOUT,
+                "unfinished",
+                f"request {request_id} is {found.status}: wait for it with "
+                f"`retouch wait {request_id}`",
+            )
+        settle(found)
+        if output_dir is not None:
+            save_and_report(client, ProgressView(False), found, output_dir, json_output)
+
+
+def cancel(request_id: RequestId, url: Url = None, api_key: ApiKey = None) -> None:
+    """Cancel a queued request. Exits 8 when it can no longer be cancelled."""
+    with reported(), open_client(url, api_key) as client:
+        outcome = client.cancel(request_id)
+        print_json(_dump(outcome))
+        if not outcome.cancelled:
+            raise fail(
+                EXIT_CONFLICT,
+                outcome.outcome,
+                f"request {request_id} is {outcome.status}: only a queued request can be cancelled",
+            )
+
+
+def upload(
+    file: Annotated[Path, typer.Argument(help="An image file (JPEG, PNG or WEBP)")],
+    json_output: JsonOutput = False,
+    url: Url = None,
+    api_key: ApiKey = None,
+) -> None:
+    """Upload an image and print its URL, usable in image_urls until it expires."""
+    with reported(json_output), open_client(url, api_key) as client:
+        uploaded = client.upload(file)
+        if json_output:
+            print_json(_dump(uploaded))
+        else:
+            print(uploaded.url)
+
+
+def requests(
+    limit: Annotated[int | None, typer.Option(help="At most this many")] = None,
+    cursor: Annotated[str | None, typer.Option(help="The next page, from a previous list")] = None,
+    json_output: JsonOutput = False,
+    url: Url = None,
+    api_key: ApiKey = None,
+) -> None:
+    """List your requests, newest first."""
+    with reported(json_output), open_client(url, api_key) as client:
+        page = client.list_requests(limit=limit, cursor=cursor)
+    if json_output:
+        print_json(_dump(page))
+        return
+    # Plain aligned columns: whole ids at any width, and easy to cut(1) or grep.
+    print(f"{'request id':<36}  {'status':<11}  {'created (UTC)':<19}  endpoint")
+    for item in page.requests:
+        created = f"{item.created_at:%Y-%m-%d %H:%M:%S}" if item.created_at else "-"
+        print(f"{item.request_id:<36}  {item.status:<11}  {created:<19}  {item.endpoint or '-'}")
+    if page.next_cursor:
+        stderr.print(f"more: retouch requests --cursor {page.next_cursor}", markup=False)
+
+
+def webhook_secret(
+    rotate: Annotated[bool, typer.Option(help="Replace it with a new one")] = False,
+    url: Url = None,
+    api_key: ApiKey = None,
+) -> None:
+    """Print the secret that signs your webhook deliveries."""
+    with reported(), open_client(url, api_key) as client:
+        print(client.webhook_secret(rotate=rotate))
+
+
+COMMANDS: dict[str, Callable[..., None]] = {
+    "edit": edit,
+    "wait": wait,
+    "status": status,
+    "result": result,
+    "cancel": cancel,
+    "upload": upload,
+    "requests": requests,
+    "webhook-secret": webhook_secret,
+}
+
+
+def register(app: typer.Typer) -> None:
+    """Add the client commands to the `retouch` command."""
+    for name, command in COMMANDS.items():
+        app.command(name)(command)

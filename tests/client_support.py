@@ -1,0 +1,118 @@
+"""Helpers for the SDK and CLI tests: httpx transports that record or disturb the traffic
+between a client and a real server, and a job that keeps the shared worker busy."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from e2e_support import Api, ImageServer
+from retouch.client.models import EditFields
+
+EDIT = "/v1/models/google/nano-banana-2/edit"
+# Small outputs keep the preview engine fast.
+SMALL: EditFields = {"resolution": "0.5K", "aspect_ratio": "1:1"}
+
+
+class RecordingTransport(httpx.HTTPTransport):
+    """The real transport, remembering each request's method and path."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[str, str]] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.calls.append((request.method, request.url.path))
+        return self.answer(request)
+
+    def answer(self, request: httpx.Request) -> httpx.Response:
+        return super().handle_request(request)
+
+    def paths(self, suffix: str) -> list[str]:
+        return [path for _, path in self.calls if path.endswith(suffix)]
+
+
+class DropFirstSubmit(RecordingTransport):
+    """Lets the first submit reach the server, reads its answer, then fails as a dropped
+    connection would: the job exists, the client never hears of it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dropped: list[httpx.Response] = []
+        self.answers: list[httpx.Response] = []
+
+    def answer(self, request: httpx.Request) -> httpx.Response:
+        response = super().answer(request)
+        if request.method != "POST" or request.url.path != EDIT:
+            return response
+        response.read()
+        if not self.dropped:
+            self.dropped.append(response)
+            raise httpx.RemoteProtocolError("server disconnected", request=request)
+        self.answers.append(response)
+        return response
+
+
+class NoStreamRoute(RecordingTransport):
+    """A server without the event stream: /stream answers 404002, as an unknown route does."""
+
+    def answer(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/stream"):
+            body = {"error_code": 404002, "error_message": "no such route"}
+            return httpx.Response(404, json=body, request=request)
+        return super().answer(request)
+
+
+class BusyFirst(RecordingTransport):
+    """Answers the first `count` requests to paths ending in `suffix` with 503 (Retry-After
+    0), as an overloaded server or a proxy would."""
+
+    def __init__(self, suffix: str, count: int = 1) -> None:
+        super().__init__()
+        self.suffix = suffix
+        self.count = count
+        self.refused = 0
+
+    def answer(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith(self.suffix) and self.refused < self.count:
+            self.refused += 1
+            body = {"error_code": 503001, "error_message": "busy"}
+            return httpx.Response(503, json=body, headers={"Retry-After": "0"}, request=request)
+        return super().answer(request)
+
+
+def occupy_worker(api: Api, image_server: ImageServer, seconds: float = 2) -> str:
+    """A job whose input takes `seconds` to fetch, running once this returns: the next jobs
+    wait in the queue behind it."""
+    request_id = api.submit_ok(
+        {"prompt": "x", "image_urls": [image_server.url(f"/slow.png?seconds={seconds}")], **SMALL}
+    )
+    api.wait_for_status(request_id, "in_progress")
+    return request_id
+
+
+def client_env(home: Path, **values: str) -> dict[str, str]:
+    """An environment for the CLI without the caller's RETOUCH_* settings or config file."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("RETOUCH_")}
+    env["XDG_CONFIG_HOME"] = str(home / "config")
+    env["HOME"] = str(home)
+    env["COLUMNS"] = "200"
+    env.update(values)
+    return env
+
+
+def retouch(
+    *args: str, env: dict[str, str], cwd: Path | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "retouch", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=timeout,
+    )

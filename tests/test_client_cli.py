@@ -1,0 +1,189 @@
+"""The client commands of `retouch`, run as processes against a real server: outputs, JSON,
+exit codes, resuming after a timeout, and where the URL and key come from."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from client_support import SMALL, client_env, occupy_worker, retouch
+from e2e_support import Api, ImageServer, RetouchProcess, make_image
+
+
+@pytest.fixture
+def env(server: RetouchProcess, api: Api, tmp_path: Path) -> dict[str, str]:
+    return client_env(tmp_path, RETOUCH_URL=server.base, RETOUCH_API_KEY=api.key)
+
+
+def submitted_id(stderr: str) -> str:
+    match = re.search(r"request (\S+) submitted \(resume with: retouch wait \1\)", stderr)
+    assert match, stderr
+    return match.group(1)
+
+
+def test_edit_uploads_a_local_file_and_saves_every_output(
+    env: dict[str, str], image_server: ImageServer, tmp_path: Path
+) -> None:
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(make_image(300, 200))
+    out = tmp_path / "out"
+    done = retouch(
+        "edit",
+        "make it snow",
+        str(photo),
+        image_server.url("/square.png"),
+        "-o",
+        str(out),
+        "--aspect-ratio",
+        "16:9",
+        "--resolution",
+        "0.5K",
+        "--num-images",
+        "2",
+        "--format",
+        "webp",
+        "--seed",
+        "7",
+        "--safety-tolerance",
+        "5",
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    request_id = submitted_id(done.stderr)
+    paths = [Path(line) for line in done.stdout.splitlines()]
+    assert [path.name for path in paths] == [f"{request_id}-{n}.webp" for n in (0, 1)]
+    for path in paths:
+        with Image.open(path) as image:
+            assert (image.format, image.size) == ("WEBP", (688, 384))
+
+
+def test_edit_json(env: dict[str, str], image_server: ImageServer, tmp_path: Path) -> None:
+    done = retouch(
+        "edit",
+        "x",
+        image_server.url("/square.png"),
+        "--resolution",
+        "0.5K",
+        "--json",
+        env=env,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    body = json.loads(done.stdout)
+    assert body["status"] == "succeeded" and body["result"]["request_id"] == body["request_id"]
+    assert body["files"] == [f"{body['request_id']}-0.png"]
+    assert (tmp_path / body["files"][0]).is_file()
+    assert body["result"]["output"]["images"]
+
+
+def test_exit_codes_of_errors(
+    env: dict[str, str], image_server: ImageServer, tmp_path: Path
+) -> None:
+    square = image_server.url("/square.png")
+    bad_key = retouch("status", "abc", "--api-key", "rtk_bad", env=env)
+    assert bad_key.returncode == 3 and bad_key.stderr.startswith("error 401001: ")
+
+    missing = retouch("edit", "x", str(tmp_path / "nope.png"), env=env)
+    assert missing.returncode == 2 and "nope.png" in missing.stderr
+    assert missing.stderr.startswith("error ")
+
+    invalid = retouch("edit", "x", square, "--num-images", "9", "--json", env=env)
+    assert invalid.returncode == 2 and invalid.stderr.startswith("error 422001: ")
+    assert "num_images:" in invalid.stderr
+    assert json.loads(invalid.stdout)["error"]["code"] == "422001"
+
+    assert retouch("edit", "x", square, "--seed", "seven", env=env).returncode == 2
+    for command in ("status", "result", "cancel", "wait"):
+        unknown = retouch(command, "no-such-request", env=env)
+        assert unknown.returncode == 4, (command, unknown.stderr)
+        assert unknown.stderr.startswith("error 404001: ")
+
+    failed = retouch("edit", "x", image_server.url("/missing.png"), "--no-progress", env=env)
+    assert failed.returncode == 1 and re.search(
+        r"^error \w+: request \S+ failed", failed.stderr, re.M
+    )
+
+    unreachable = dict(env, RETOUCH_URL="http://127.0.0.1:9")
+    assert retouch("status", "abc", env=unreachable).returncode == 7
+
+
+def test_cancel_then_wait_exits_5(env: dict[str, str], api: Api, image_server: ImageServer) -> None:
+    occupy_worker(api, image_server)
+    queued = api.submit_ok(
+        {"prompt": "x", "image_urls": [image_server.url("/square.png")], **SMALL}
+    )
+    cancelled = retouch("cancel", queued, env=env)
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert json.loads(cancelled.stdout)["outcome"] == "cancelled"
+    assert retouch("wait", queued, env=env).returncode == 5
+    result = retouch("result", queued, env=env)
+    assert result.returncode == 5 and json.loads(result.stdout)["status"] == "cancelled"
+
+
+def test_timeout_exits_6_and_wait_resumes(
+    env: dict[str, str], image_server: ImageServer, tmp_path: Path
+) -> None:
+    slow = image_server.url("/slow.png?seconds=2")
+    timed_out = retouch("edit", "x", slow, "--resolution", "0.5K", "--timeout", "0.3", env=env)
+    assert timed_out.returncode == 6, timed_out.stderr
+    request_id = submitted_id(timed_out.stderr)
+    assert f"retouch wait {request_id}" in timed_out.stderr.splitlines()[-1]
+
+    status = retouch("status", request_id, env=env)
+    assert status.returncode == 0 and json.loads(status.stdout)["request_id"] == request_id
+
+    resumed = retouch("wait", request_id, "-o", str(tmp_path), env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stdout.splitlines() == [str(tmp_path / f"{request_id}-0.png")]
+
+    saved = retouch("result", request_id, "-o", str(tmp_path / "again"), "--json", env=env)
+    assert saved.returncode == 0 and len(json.loads(saved.stdout)["files"]) == 1
+
+
+def test_upload_requests_and_webhook_secret(
+    env: dict[str, str], tmp_path: Path, image_server: ImageServer
+) -> None:
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(make_image(64, 48, "JPEG"))
+    uploaded = retouch("upload", str(photo), "--json", env=env)
+    assert uploaded.returncode == 0, uploaded.stderr
+    assert json.loads(uploaded.stdout)["width"] == 64
+
+    listed = retouch("requests", "--limit", "2", "--json", env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert len(json.loads(listed.stdout)["requests"]) <= 2
+
+    secret = retouch("webhook-secret", env=env)
+    assert secret.returncode == 0 and secret.stdout.startswith("whsec_")
+
+
+def test_url_and_key_from_the_config_file_env_and_flags(
+    server: RetouchProcess, api: Api, tmp_path: Path
+) -> None:
+    config = tmp_path / "client.toml"
+    config.write_text(f'url = "{server.base}"\napi_key = "{api.key}"\n')
+    request_id = api.submit_ok({"prompt": "x", "image_urls": ["https://example.com/x.png"]})
+
+    from_file = client_env(tmp_path, RETOUCH_CLIENT_CONFIG=str(config))
+    assert retouch("status", request_id, env=from_file).returncode == 0
+
+    xdg = tmp_path / "config" / "retouch" / "client.toml"
+    xdg.parent.mkdir(parents=True)
+    xdg.write_text(config.read_text())
+    assert retouch("status", request_id, env=client_env(tmp_path)).returncode == 0
+
+    # The environment beats the file, a flag beats the environment.
+    env_key = client_env(tmp_path, RETOUCH_API_KEY="rtk_bad")
+    assert retouch("status", request_id, env=env_key).returncode == 3
+    flag_key = retouch("status", request_id, "--api-key", api.key, env=env_key)
+    assert flag_key.returncode == 0
+
+    nothing = client_env(tmp_path / "empty", RETOUCH_URL=server.base)
+    missing = retouch("status", request_id, env=nothing)
+    assert missing.returncode == 3
+    for way in ("--api-key", "RETOUCH_API_KEY", "client.toml"):
+        assert way in missing.stderr
