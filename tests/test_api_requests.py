@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from e2e_support import Api, ImageServer
+from e2e_support import Api, ImageServer, make_image
 
 ENDPOINT_URL = "/v1/models/google/nano-banana-2/edit"
 
@@ -322,3 +322,30 @@ def test_result_shows_the_webhook_waiting_for_its_job(api: Api, image_server: Im
     }
     api.wait(request_id)
     api.wait(blocker)
+
+
+def test_a_retry_that_uploaded_the_same_file_again_is_the_same_request(
+    api: Api, second_api: Api
+) -> None:
+    """`retouch edit --idempotency-key K photo.png`, run twice, uploads photo.png twice: the
+    two URLs differ in their signatures, and the retry must still replay the first request."""
+
+    def upload(who: Api) -> str:
+        response = httpx.post(
+            f"{who.base}/v1/files",
+            headers=who.headers,
+            files={"file": ("photo.png", make_image(96, 64), "image/png")},
+        )
+        assert response.status_code == 200, response.text
+        return str(response.json()["url"])
+
+    first_url, second_url = upload(api), upload(api)
+    assert first_url.split("?")[0] == second_url.split("?")[0]
+    assert upload(second_api).split("?")[0] != first_url.split("?")[0]
+    key = {"Idempotency-Key": str(uuid.uuid4())}
+    first = post(api, {"prompt": "retry", "image_urls": [first_url], "resolution": "0.5K"}, key)
+    second = post(api, {"prompt": "retry", "image_urls": [second_url], "resolution": "0.5K"}, key)
+    assert first.status_code == second.status_code == 200
+    assert second.headers["idempotent-replayed"] == "true"
+    assert second.json()["request_id"] == first.json()["request_id"]
+    assert api.wait(first.json()["request_id"])["status"] == "succeeded"

@@ -139,7 +139,9 @@ async def _submit(
     fields = await run_in_threadpool(parse_input, await request.body())
     base = base_url(request, state)
     idempotency = (
-        Idempotency(key, submit_options.request_hash(endpoint, fields, hook)) if key else None
+        Idempotency(key, submit_options.request_hash(endpoint, fields, hook, state.signer))
+        if key
+        else None
     )
     try:
         job = await run_in_threadpool(

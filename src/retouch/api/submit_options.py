@@ -14,6 +14,8 @@ import httpx
 from retouch.api.errors import field_error
 from retouch.media.addresses import AddressPolicy
 from retouch.media.errors import MediaError
+from retouch.storage.own_files import own_file
+from retouch.storage.signing import UrlSigner
 
 MAX_PREFER_WAIT_SECONDS = 60
 MAX_WEBHOOK_URL_LENGTH = 2048
@@ -75,11 +77,18 @@ def webhook_url(url: str | None, allow: tuple[str, ...]) -> str | None:
     return url
 
 
-def request_hash(endpoint: str, fields: dict[str, Any], webhook: str | None) -> str:
+def request_hash(
+    endpoint: str, fields: dict[str, Any], webhook: str | None, signer: UrlSigner
+) -> str:
     """What an idempotent retry must repeat: the validated body (so whitespace and key order do
-    not matter), the endpoint and the webhook."""
+    not matter), the endpoint and the webhook. Our own file URLs count by the file they name,
+    not their signature: a retry that uploaded the same file again has a fresh signature."""
+    images = []
+    for url in fields.get("image_urls", []):
+        own = own_file(url, signer)
+        images.append(f"file:{own.name}" if own else url)
     canonical = json.dumps(
-        {"endpoint": endpoint, "input": fields, "webhook": webhook},
+        {"endpoint": endpoint, "input": {**fields, "image_urls": images}, "webhook": webhook},
         sort_keys=True,
         separators=(",", ":"),
     )

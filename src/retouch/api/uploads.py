@@ -4,6 +4,7 @@ pixels, format), so a bad file is refused now instead of failing a job later."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import uuid
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from retouch.media.errors import MediaError
 from retouch.storage.own_files import parse_file_url
 
 router = APIRouter()
+
+UPLOAD_NAMESPACE: Final = uuid.UUID("5b0d7c4e-2f7a-4b8e-9a51-6d3c1e0f9a27")
 
 FIELD: Final = "file"
 _HOW: Final = f"send one image as multipart/form-data in a field named '{FIELD}'"
@@ -131,7 +134,11 @@ async def upload_file(request: Request, caller: Authenticated) -> dict[str, Any]
     settings = state.settings
     data = await read_upload(request, settings.fetch_max_bytes)
     checked = await run_in_threadpool(check_image, data, settings.max_input_pixels)
-    name = f"{uuid.uuid4()}/upload.{FILE_EXTENSIONS[checked.format]}"
+    # Named by the key and the content: the same file uploaded again by the same key gets the
+    # same name, so a retried `edit` with an Idempotency-Key repeats its request exactly.
+    digest = hashlib.sha256(checked.data).hexdigest()
+    folder = uuid.uuid5(UPLOAD_NAMESPACE, f"{caller.key_id}:{digest}")
+    name = f"{folder}/upload.{FILE_EXTENSIONS[checked.format]}"
     await run_in_threadpool(state.storage.put, name, checked.data)
     url = state.views.file_url(base_url(request, state), name)
     signed = parse_file_url(url)
