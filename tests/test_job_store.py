@@ -214,3 +214,21 @@ def test_migrations_build_exactly_the_declared_schema(tmp_path: Path) -> None:
         differences = compare_metadata(MigrationContext.configure(conn), metadata)
     store.close()
     assert differences == []
+
+
+def test_an_attempt_that_outlived_its_lease_decides_nothing(store: SqlJobStore) -> None:
+    store.cancel(hooked(store), key_id="k")
+    (stale,) = store.claim_deliveries(limit=1, lease_seconds=0.01)
+    time.sleep(0.02)
+    (current,) = store.claim_deliveries(limit=1, lease_seconds=30)
+    now = time.time()
+    store.record_delivery_attempt(
+        current, DeliveryAttempt(now, 204, None, 1.0), delivered=True, retry_at=None
+    )
+    # The first sender's late failure is listed, but cannot reopen a delivered webhook.
+    store.record_delivery_attempt(
+        stale, DeliveryAttempt(now, 500, "HTTP 500", 1.0), delivered=False, retry_at=now
+    )
+    record = store.delivery(current.job_id)
+    assert record is not None and record.state == "delivered"
+    assert [a.status_code for a in record.attempts] == [204, 500]

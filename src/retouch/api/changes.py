@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 
 from retouch.jobs.store import JobStore
+
+log = logging.getLogger("retouch.api")
 
 # A commit is noticed within this long: well under a status poll's round trip.
 POLL_SECONDS = 0.01
@@ -23,9 +26,14 @@ class ChangeFeed:
     def marker(self) -> asyncio.Event:
         """Take this before reading the job, then `wait` on it: a change that lands between
         the read and the wait still wakes the waiter (the event is already set)."""
-        if self._task is None:
+        if self._task is None or self._task.done():
+            # The baseline is read now, before the caller reads the job: a commit between the
+            # two is then a change the poller sees, not part of its starting point.
             self._changed = asyncio.Event()
-            self._task = asyncio.get_running_loop().create_task(self._poll(), name="change-feed")
+            baseline = self.store.change_token()
+            self._task = asyncio.get_running_loop().create_task(
+                self._poll(baseline), name="change-feed"
+            )
         assert self._changed is not None
         return self._changed
 
@@ -40,11 +48,14 @@ class ChangeFeed:
             return False
         return True
 
-    async def _poll(self) -> None:
-        token = self.store.change_token()
+    async def _poll(self, token: int) -> None:
         while True:
             await asyncio.sleep(self.poll_seconds)
-            latest = self.store.change_token()
+            try:
+                latest = self.store.change_token()
+            except Exception:  # a broken read must not leave every waiter asleep for good
+                log.exception("change feed: reading the change marker failed")
+                latest = token + 1  # wake everyone: each re-reads its job
             if latest != token:
                 token = latest
                 fired, self._changed = self._changed, asyncio.Event()

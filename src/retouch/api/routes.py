@@ -120,6 +120,17 @@ def parse_input(body: bytes) -> dict[str, Any]:
         raise invalid_input([dict(e) for e in error.errors()]) from None
 
 
+def parse_submission(
+    body: bytes, endpoint: str, key: str | None, webhook: str | None, state: AppState
+) -> tuple[dict[str, Any], Idempotency | None]:
+    """The validated fields, and the idempotency record when a key was sent. Blocking."""
+    fields = parse_input(body)
+    if key is None:
+        return fields, None
+    digest = submit_options.request_hash(endpoint, fields, webhook, state.signer)
+    return fields, Idempotency(key, digest)
+
+
 SUBMIT_OPENAPI = {
     "requestBody": {
         "required": True,
@@ -135,14 +146,11 @@ async def _submit(
     wait = submit_options.prefer_wait(request.headers.get("prefer"))
     key = submit_options.idempotency_key(request.headers.get("idempotency-key"))
     hook = submit_options.webhook_url(webhook, state.settings.fetch_allow)
-    # Validation of a large body (data: URIs) must not hold up the event loop.
-    fields = await run_in_threadpool(parse_input, await request.body())
-    base = base_url(request, state)
-    idempotency = (
-        Idempotency(key, submit_options.request_hash(endpoint, fields, hook, state.signer))
-        if key
-        else None
+    # Validation and hashing of a large body (data: URIs) must not hold up the event loop.
+    fields, idempotency = await run_in_threadpool(
+        parse_submission, await request.body(), endpoint, key, hook, state
     )
+    base = base_url(request, state)
     try:
         job = await run_in_threadpool(
             state.store.submit,
@@ -263,7 +271,8 @@ async def list_requests(
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
 ) -> JSONResponse:
     """This key's requests, newest first."""
-    if cursor is not None and not cursor.isdigit():
+    # A cursor is a job's seq: ASCII digits within SQLite's 64-bit integers.
+    if cursor is not None and not (re.fullmatch(r"[0-9]{1,19}", cursor) and int(cursor) < 2**63):
         raise field_error("cursor", "not a cursor from this API: pass next_cursor as it came")
     state = caller.state
     page = state.store.list_jobs(

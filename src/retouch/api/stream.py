@@ -35,13 +35,16 @@ def result_body(state: AppState, base: str, job: Job) -> dict[str, Any]:
 async def wait_for_end(state: AppState, job_id: str, key_id: str, timeout: float) -> Job | None:
     """The job once it has finished, or None if it is still unfinished after `timeout`."""
     deadline = time.monotonic() + timeout
+    waiting = True
     while True:
         marker = state.changes.marker()
         job = state.store.get(job_id, key_id=key_id)
         if job is None or job.state in FINISHED_STATES:
             return job
-        if not await state.changes.wait(marker, deadline - time.monotonic()):
+        if not waiting:
             return None
+        # After the deadline, one last read: the job may have ended just before it.
+        waiting = await state.changes.wait(marker, deadline - time.monotonic())
 
 
 async def status_events(

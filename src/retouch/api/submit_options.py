@@ -32,7 +32,8 @@ def prefer_wait(header: str | None) -> int | None:
         if name.strip().lower() != "wait":
             continue
         value = value.strip().strip('"')
-        if not value.isdigit() or int(value) > MAX_PREFER_WAIT_SECONDS:
+        # ASCII digits, and few: str.isdigit() accepts "²", and int() refuses 4,300+ digits.
+        if not re.fullmatch(r"[0-9]{1,4}", value) or int(value) > MAX_PREFER_WAIT_SECONDS:
             raise field_error(
                 "Prefer",
                 f"wait={value[:20]!r} is not a whole number of seconds from 0 to "
@@ -64,14 +65,16 @@ def webhook_url(url: str | None, allow: tuple[str, ...]) -> str | None:
         parsed = httpx.URL(url)
     except httpx.InvalidURL:
         parsed = None
-    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
+    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.raw_host:
         raise field_error("webhook", "must be an absolute http:// or https:// URL")
+    # raw_host: the ASCII (IDNA) form; `.host` decodes it and raises on bad punycode.
+    host = parsed.raw_host.decode("ascii")
     try:
-        address = ipaddress.ip_address(parsed.host)
+        address = ipaddress.ip_address(host)
     except ValueError:
         return url
     try:
-        AddressPolicy(allow).check(parsed.host, [address])
+        AddressPolicy(allow).check(host, [address])
     except MediaError as error:
         raise field_error("webhook", str(error)) from None
     return url

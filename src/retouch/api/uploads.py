@@ -4,6 +4,7 @@ pixels, format), so a bad file is refused now instead of failing a job later."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import uuid
@@ -27,6 +28,10 @@ from retouch.storage.own_files import parse_file_url
 router = APIRouter()
 
 UPLOAD_NAMESPACE: Final = uuid.UUID("5b0d7c4e-2f7a-4b8e-9a51-6d3c1e0f9a27")
+# A decoded upload can take ~150 MB (a small flat PNG of 50 MP): decode a few at a time, so
+# a burst of uploads cannot take the API process's memory.
+MAX_CONCURRENT_DECODES: Final = 2
+_DECODE_SLOTS: Final = asyncio.Semaphore(MAX_CONCURRENT_DECODES)
 
 FIELD: Final = "file"
 _HOW: Final = f"send one image as multipart/form-data in a field named '{FIELD}'"
@@ -47,6 +52,7 @@ class CheckedImage:
     format: OutputFormat
     width: int
     height: int
+    sha256: str
 
 
 def check_image(data: bytes, max_pixels: int) -> CheckedImage:
@@ -60,8 +66,8 @@ def check_image(data: bytes, max_pixels: int) -> CheckedImage:
     with Image.open(io.BytesIO(data), formats=FORMATS) as opened:
         served = _SERVED.get(opened.format or "")
     if served is None:
-        return CheckedImage(encode_image(image, "png"), "png", *image.size)
-    return CheckedImage(data, served, *image.size)
+        data, served = encode_image(image, "png"), "png"
+    return CheckedImage(data, served, *image.size, hashlib.sha256(data).hexdigest())
 
 
 async def read_upload(request: Request, max_bytes: int) -> bytes:
@@ -133,11 +139,11 @@ async def upload_file(request: Request, caller: Authenticated) -> dict[str, Any]
     state = caller.state
     settings = state.settings
     data = await read_upload(request, settings.fetch_max_bytes)
-    checked = await run_in_threadpool(check_image, data, settings.max_input_pixels)
+    async with _DECODE_SLOTS:
+        checked = await run_in_threadpool(check_image, data, settings.max_input_pixels)
     # Named by the key and the content: the same file uploaded again by the same key gets the
     # same name, so a retried `edit` with an Idempotency-Key repeats its request exactly.
-    digest = hashlib.sha256(checked.data).hexdigest()
-    folder = uuid.uuid5(UPLOAD_NAMESPACE, f"{caller.key_id}:{digest}")
+    folder = uuid.uuid5(UPLOAD_NAMESPACE, f"{caller.key_id}:{checked.sha256}")
     name = f"{folder}/upload.{FILE_EXTENSIONS[checked.format]}"
     await run_in_threadpool(state.storage.put, name, checked.data)
     url = state.views.file_url(base_url(request, state), name)

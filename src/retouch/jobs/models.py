@@ -97,6 +97,8 @@ class Delivery:
     url: str
     attempts: int
     give_up_at: float
+    lease_expires_at: float
+    """Also the lease's identity: only the dispatcher that took this lease records the attempt."""
 
 
 @dataclass(frozen=True)

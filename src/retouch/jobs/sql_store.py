@@ -457,13 +457,14 @@ class SqlJobStore:
                 .order_by(webhook_deliveries.c.next_attempt_at)
                 .limit(limit)
             ).all()
+            lease = now + lease_seconds
             if rows:
                 conn.execute(
                     update(webhook_deliveries)
                     .where(webhook_deliveries.c.job_id.in_([r.job_id for r in rows]))
-                    .values(lease_expires_at=now + lease_seconds)
+                    .values(lease_expires_at=lease)
                 )
-        return [Delivery(r.job_id, r.key_id, r.url, r.attempts, r.give_up_at) for r in rows]
+        return [Delivery(r.job_id, r.key_id, r.url, r.attempts, r.give_up_at, lease) for r in rows]
 
     def record_delivery_attempt(
         self,
@@ -474,7 +475,8 @@ class SqlJobStore:
         retry_at: float | None,
     ) -> None:
         """Record one attempt; then the delivery is done, retried at `retry_at`, or (with no
-        retry_at, or one past its give-up time) failed for good."""
+        retry_at, or one past its give-up time) failed for good. An attempt that outlived its
+        lease is listed but decides nothing: the delivery belongs to whoever leased it since."""
         if delivered:
             outcome: dict[str, Any] = {"state": "delivered", "finished_at": attempt.at}
         elif retry_at is None or retry_at > delivery.give_up_at:
@@ -493,7 +495,11 @@ class SqlJobStore:
             )
             conn.execute(
                 update(webhook_deliveries)
-                .where(webhook_deliveries.c.job_id == delivery.job_id)
+                .where(
+                    webhook_deliveries.c.job_id == delivery.job_id,
+                    webhook_deliveries.c.state == "pending",
+                    webhook_deliveries.c.lease_expires_at == delivery.lease_expires_at,
+                )
                 .values(
                     attempts=webhook_deliveries.c.attempts + 1, lease_expires_at=None, **outcome
                 )

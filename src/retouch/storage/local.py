@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import tempfile
 from pathlib import Path
 
 _NAME_PATTERN = re.compile(r"^[0-9a-f-]{36}/[A-Za-z0-9_.-]{1,100}$")
@@ -28,12 +29,18 @@ class LocalStorage:
     def put(self, name: str, data: bytes) -> None:
         target = self.path(name)
         target.parent.mkdir(parents=True, exist_ok=True)
-        temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        with open(temporary, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, target)
+        # A temporary name of its own per write: two writers of one name (the same upload sent
+        # twice at once) must not share it, or one would rename the other's half-written file.
+        descriptor, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+        try:
+            with open(descriptor, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, target)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
         # The rename is durable only once the folder is synced: without it a power cut could
         # leave a job marked succeeded whose file is gone.
         directory = os.open(target.parent, os.O_RDONLY)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -34,7 +35,8 @@ class RetrySchedule:
 def retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
     """Seconds a receiver asked us to wait (Retry-After: seconds or an HTTP date), if any."""
     value = headers.get("retry-after", "").strip()
-    if value.isdigit():
+    # ASCII digits only: str.isdigit() accepts "²", which int() and float() refuse.
+    if re.fullmatch(r"[0-9]{1,12}", value):
         return float(value)
     if not value:
         return None

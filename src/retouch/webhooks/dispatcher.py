@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import time
 from collections.abc import Callable
-from typing import Final
+from concurrent.futures import ThreadPoolExecutor
+from typing import Final, TypeVar
 
 from retouch.api.state import AppState
 from retouch.api.views import Views
@@ -25,6 +27,7 @@ from retouch.webhooks.sender import Outcome, WebhookSender
 from retouch.webhooks.signing import message_id, signed_headers
 
 log = logging.getLogger("retouch.webhooks")
+T = TypeVar("T")
 
 POLL_SECONDS: Final = 0.25
 # After a claim took every due delivery, the earliest one next_delivery_at reports stays due
@@ -74,10 +77,16 @@ class WebhookDispatcher:
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._leased_until = 0.0
+        self._db_threads = ThreadPoolExecutor(max_workers=2, thread_name_prefix="webhook-db")
 
     @classmethod
     def for_state(cls, state: AppState) -> WebhookDispatcher:
         return cls(store=state.store, keys=state.keys, views=state.views, settings=state.settings)
+
+    async def _in_db_thread(self, call: Callable[[], T]) -> T:
+        """Database calls run on threads of their own: the default executor also runs DNS
+        lookups (getaddrinfo), and a receiver's stuck name server must not hold them up."""
+        return await asyncio.get_running_loop().run_in_executor(self._db_threads, call)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="webhook-dispatcher")
@@ -94,6 +103,7 @@ class WebhookDispatcher:
             for task in late:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
+        self._db_threads.shutdown(wait=False)
 
     # --- the loop -----------------------------------------------------------------------------
 
@@ -113,11 +123,13 @@ class WebhookDispatcher:
         free = self.concurrency - len(self._in_flight)
         if free <= 0 or self.clock() < self._leased_until:
             return 0
-        due = await asyncio.to_thread(self.store.next_delivery_at)
+        due = await self._in_db_thread(self.store.next_delivery_at)
         if due is None or due > self.clock():
             return 0
-        deliveries = await asyncio.to_thread(
-            self.store.claim_deliveries, limit=free, lease_seconds=self.lease_seconds
+        deliveries = await self._in_db_thread(
+            functools.partial(
+                self.store.claim_deliveries, limit=free, lease_seconds=self.lease_seconds
+            )
         )
         if len(deliveries) < free:
             # All that is due is taken; what next_delivery_at still reports due is leased.
@@ -153,13 +165,19 @@ class WebhookDispatcher:
         except Exception as error:
             log.exception("webhook for request %s: attempt failed", delivery.job_id)
             outcome = Outcome(error=f"internal error while sending ({error.__class__.__name__})")
-        await asyncio.to_thread(self._record, delivery, started_at, started, outcome)
+        await self._in_db_thread(
+            functools.partial(self._record, delivery, started_at, started, outcome)
+        )
 
     async def _attempt(self, delivery: Delivery) -> Outcome:
-        job = await asyncio.to_thread(self.store.get, delivery.job_id, key_id=delivery.key_id)
+        job = await self._in_db_thread(
+            functools.partial(self.store.get, delivery.job_id, key_id=delivery.key_id)
+        )
         if job is None:
             return Outcome(error="the request no longer exists", final=True)
-        secret = await asyncio.to_thread(self.keys.webhook_secret, delivery.key_id)
+        secret = await self._in_db_thread(
+            functools.partial(self.keys.webhook_secret, delivery.key_id)
+        )
         # Built now, not when the job ended: the output URLs are signed fresh for each attempt.
         result = self.views.result(job.base_url or self.fallback_base, job)
         body = json.dumps(result, separators=(",", ":"))
