@@ -8,6 +8,10 @@ num_images 1 against 4, and peak GPU memory. Without CUDA it runs the preview mo
 CPU and says so: those figures are not GPU figures.
 
     .venv/bin/python bench/engine_speed.py [--runs 3] [--attention-backend _native_cudnn]
+        [--cases 1Kx1,1Kx4,2Kx1]
+
+--cases restricts the sizes measured (and compiled: each case is a shape the compiled engine
+warms up before it is timed), e.g. to keep a run inside a time limit.
 """
 
 from __future__ import annotations
@@ -117,6 +121,22 @@ def plain_call(pipe: Any, width: int, height: int, count: int) -> Callable[[], o
     )
 
 
+def case_key(label: str) -> str:
+    """The form --cases takes: "1K x4" -> "1kx4"."""
+    return label.replace(" ", "").lower()
+
+
+def selected_cases(spec: str | None) -> list[tuple[str, int, int, int]]:
+    if spec is None:
+        return list(CASES)
+    wanted = [case_key(part) for part in spec.split(",") if part.strip()]
+    known = {case_key(case[0]): case for case in CASES}
+    unknown = [key for key in wanted if key not in known]
+    if unknown or not wanted:
+        raise SystemExit(f"--cases: unknown {unknown or spec!r}; known: {', '.join(known)}")
+    return [known[key] for key in wanted]
+
+
 def run_cuda(args: argparse.Namespace) -> None:
     import torch
 
@@ -137,13 +157,14 @@ def run_cuda(args: argparse.Namespace) -> None:
             flush=True,
         )
 
+    cases = selected_cases(args.cases)
     pipe = build_full_size_klein(device)
     pipe.set_progress_bar_config(disable=True)
-    for label, width, height, count in CASES:
+    for label, width, height, count in cases:
         record(label, "diffusers eager", plain_call(pipe, width, height, count), count)
     options = EngineOptions(device=device, attention_backend=args.attention_backend)
     eager = Flux2KleinEngine.from_pipeline(pipe, model="klein-4B-random", options=options)
-    for label, width, height, count in CASES:
+    for label, width, height, count in cases:
         record(label, "retouch eager", edit_call(eager, width, height, count), count)
     compiled_options = EngineOptions(
         device=device, compile=True, attention_backend=args.attention_backend
@@ -152,10 +173,10 @@ def run_cuda(args: argparse.Namespace) -> None:
     compiled = Flux2KleinEngine.from_pipeline(
         pipe, model="klein-4B-random", options=compiled_options, warm_up=False
     )
-    for _, width, height, count in CASES:
+    for _, width, height, count in cases:
         edit_call(compiled, width, height, count)()  # compiles this shape
     print(f"  compile + warm-up of the timed sizes: {time.perf_counter() - started:.0f} s")
-    for label, width, height, count in CASES:
+    for label, width, height, count in cases:
         record(label, "retouch compiled", edit_call(compiled, width, height, count), count)
     summarise(rows)
 
@@ -168,7 +189,7 @@ def run_cpu(args: argparse.Namespace) -> None:
     rows: list[tuple[str, str, float, float]] = []
     with tempfile.TemporaryDirectory() as models:
         engine = load_engine("flux2-klein", None, models_dir=Path(models), options=EngineOptions())
-        for label, width, height, count in CASES:
+        for label, width, height, count in selected_cases(args.cases):
             seconds = time_runs(edit_call(engine, width, height, count), args.runs, lambda: None)
             rows.append((label, "retouch eager (preview)", seconds / count, 0.0))
             print(f"  {label:6} retouch eager (preview) {seconds / count:7.3f} s/image", flush=True)
@@ -189,6 +210,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--attention-backend", default=None)
+    parser.add_argument(
+        "--cases", default=None, help="comma-separated subset of 1Kx1,1Kx4,2Kx1 (default: all)"
+    )
     args = parser.parse_args()
     import torch
 

@@ -37,6 +37,7 @@ class Flux2KleinEngine(DiffusersEngine):
     def __init__(self, pipe: Any, info: EngineInfo, options: EngineOptions) -> None:
         super().__init__(pipe, info, options)
         self._text_layers = _text_layers(pipe)
+        _trim_text_encoder(pipe.text_encoder, max(self._text_layers) + 1)
 
     def call_arguments(self, request: EditRequest, references: list[Image.Image]) -> dict[str, Any]:
         return {
@@ -58,3 +59,20 @@ def _text_layers(pipe: Any) -> tuple[int, ...]:
     if not 0 < count <= depth:
         raise ValueError(f"cannot pick {count} text layers from an encoder of depth {depth}")
     return tuple(depth * (i + 1) // count for i in range(count))
+
+
+def _trim_text_encoder(text_encoder: Any, depth: int) -> None:
+    """Drop the text encoder's decoder layers past `depth`: only the hidden states of the layers
+    in call_arguments are read, and hidden state k (k < depth) does not depend on later layers,
+    so the embeddings are unchanged. For klein that is 28 of Qwen3's 36 layers: 8 layers less to
+    run per prompt and about 1.6 GB less memory for the 4B. A no-op when nothing is past it or
+    the encoder is not laid out as expected."""
+    config = text_encoder.config
+    layers = getattr(getattr(text_encoder, "model", None), "layers", None)
+    if layers is None or len(layers) != config.num_hidden_layers or len(layers) <= depth:
+        return
+    text_encoder.model.layers = layers[:depth]
+    config.num_hidden_layers = depth
+    layer_types = getattr(config, "layer_types", None)
+    if layer_types is not None:
+        config.layer_types = list(layer_types)[:depth]
