@@ -3,10 +3,15 @@ between a client and a real server, and a job that keeps the shared worker busy.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import threading
+from collections.abc import Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any, Self
 
 import httpx
 
@@ -83,6 +88,72 @@ class BusyFirst(RecordingTransport):
             body = {"error_code": 503001, "error_message": "busy"}
             return httpx.Response(503, json=body, headers={"Retry-After": "0"}, request=request)
         return super().answer(request)
+
+
+# An answer of ScriptedServer: (status, JSON body, headers), or STALL.
+Answer = tuple[int, Any, Mapping[str, str]]
+STALL = None
+Routes = Mapping[tuple[str, str], Answer | None]
+
+
+class ScriptedServer:
+    """A stand-in Retouch server on localhost, for what a real one does not do on demand:
+    `routes` maps (method, path) to an answer, or to STALL (take the request and never
+    answer, as a hung server does, until the server stops). Other paths answer 404002.
+    Reachable from a CLI process too, unlike an httpx.MockTransport."""
+
+    def __init__(self, routes: Routes) -> None:
+        self.routes = dict(routes)
+        self.calls: list[tuple[str, str]] = []
+        self.released = threading.Event()
+        scripted = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *_: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                scripted.answer(self)
+
+            def do_POST(self) -> None:
+                scripted.answer(self)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def answer(self, handler: BaseHTTPRequestHandler) -> None:
+        path = handler.path.split("?")[0]
+        self.calls.append((handler.command, path))
+        length = int(handler.headers.get("content-length") or 0)
+        handler.rfile.read(length)
+        key = (handler.command, path)
+        if key in self.routes and self.routes[key] is STALL:
+            self.released.wait(60)
+            handler.close_connection = True
+            return
+        not_found: Answer = (404, {"error_code": 404002, "error_message": "no such route"}, {})
+        status, body, headers = self.routes.get(key) or not_found
+        data = json.dumps(body).encode()
+        handler.send_response(status)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(data)))
+        for name, value in headers.items():
+            handler.send_header(name, value)
+        handler.end_headers()
+        handler.wfile.write(data)
+
+    def paths(self, suffix: str) -> list[str]:
+        return [path for _, path in self.calls if path.endswith(suffix)]
+
+    def __enter__(self) -> Self:
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.released.set()
+        self.server.shutdown()
+        self.server.server_close()
 
 
 def occupy_worker(api: Api, image_server: ImageServer, seconds: float = 2) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from client_support import SMALL, client_env, occupy_worker, retouch
+from client_support import SMALL, ScriptedServer, client_env, occupy_worker, retouch
 from e2e_support import Api, ImageServer, RetouchProcess, make_image
 
 
@@ -119,6 +119,9 @@ def test_cancel_then_wait_exits_5(env: dict[str, str], api: Api, image_server: I
     cancelled = retouch("cancel", queued, env=env)
     assert cancelled.returncode == 0, cancelled.stderr
     assert json.loads(cancelled.stdout)["outcome"] == "cancelled"
+    # Repeating a cancel is harmless.
+    again = retouch("cancel", queued, env=env)
+    assert again.returncode == 0, again.stderr
     assert retouch("wait", queued, env=env).returncode == 5
     result = retouch("result", queued, env=env)
     assert result.returncode == 5 and json.loads(result.stdout)["status"] == "cancelled"
@@ -156,6 +159,10 @@ def test_upload_requests_and_webhook_secret(
     listed = retouch("requests", "--limit", "2", "--json", env=env)
     assert listed.returncode == 0, listed.stderr
     assert len(json.loads(listed.stdout)["requests"]) <= 2
+    # 0 is sent (not dropped for the default), and the server refuses it.
+    zero = retouch("requests", "--limit", "0", env=env)
+    assert zero.returncode == 2 and zero.stderr.startswith("error 422001: "), zero.stderr
+    assert "limit:" in zero.stderr and not zero.stdout
 
     secret = retouch("webhook-secret", env=env)
     assert secret.returncode == 0 and secret.stdout.startswith("whsec_")
@@ -187,3 +194,63 @@ def test_url_and_key_from_the_config_file_env_and_flags(
     assert missing.returncode == 3
     for way in ("--api-key", "RETOUCH_API_KEY", "client.toml"):
         assert way in missing.stderr
+
+
+def test_keys_a_header_cannot_carry_are_refused_without_a_traceback(tmp_path: Path) -> None:
+    # Refused before anything is sent: no server needed.
+    env = client_env(tmp_path, RETOUCH_URL="http://127.0.0.1:9", RETOUCH_API_KEY="rtk_x")
+    for key in ("é", "trailing "):
+        bad = retouch("edit", "x", "https://example.com/a.png", "--idempotency-key", key, env=env)
+        assert bad.returncode == 2, bad.stderr
+        assert bad.stderr.startswith("error 422001: ") and "Idempotency-Key" in bad.stderr
+        assert "Traceback" not in bad.stderr
+
+    for where in (["--api-key", "rtk_é"], []):
+        key_env = env if where else dict(env, RETOUCH_API_KEY="rtk_a b")
+        bad_key = retouch("status", "abc", *where, env=key_env)
+        assert bad_key.returncode == 3, bad_key.stderr
+        assert bad_key.stderr.startswith("error bad_api_key: ")
+        assert "Traceback" not in bad_key.stderr
+        assert "rtk_é" not in bad_key.stderr and "rtk_a b" not in bad_key.stderr
+
+
+def test_cancel_of_a_job_already_cancelled_exits_0(tmp_path: Path) -> None:
+    def answer(status: str) -> tuple[int, dict[str, str], dict[str, str]]:
+        return 202, {"request_id": "r1", "status": status, "outcome": "not_cancellable"}, {}
+
+    routes = {
+        ("POST", "/v1/requests/cancelled/cancel"): answer("cancelled"),
+        ("POST", "/v1/requests/running/cancel"): answer("in_progress"),
+    }
+    with ScriptedServer(routes) as server:
+        env = client_env(tmp_path, RETOUCH_URL=server.base, RETOUCH_API_KEY="rtk_x")
+        again = retouch("cancel", "cancelled", env=env)
+        assert again.returncode == 0, again.stderr
+        assert json.loads(again.stdout)["status"] == "cancelled"
+        running = retouch("cancel", "running", env=env)
+        assert running.returncode == 8 and running.stderr.startswith("error not_cancellable: ")
+
+
+def test_unexpected_errors_exit_7_without_a_traceback(tmp_path: Path) -> None:
+    # A body httpx cannot decode: the SDK's ConnectionError. An output URL whose host no
+    # IDNA codec takes: an error nothing maps, left to the last-resort handler.
+    bad_url = {
+        "request_id": "r1",
+        "status": "succeeded",
+        "output": {"images": ["http://a..b/x.png"]},
+    }
+    routes = {
+        ("GET", "/v1/requests/r1/status"): (200, {"x": 1}, {"Content-Encoding": "gzip"}),
+        ("GET", "/v1/requests/r1/result"): (200, bad_url, {}),
+    }
+    with ScriptedServer(routes) as server:
+        env = client_env(tmp_path, RETOUCH_URL=server.base, RETOUCH_API_KEY="rtk_x")
+        garbled = retouch("status", "r1", env=env)
+        assert garbled.returncode == 7, garbled.stderr
+        assert garbled.stderr.startswith("error connection: ") and "DecodingError" in garbled.stderr
+        assert len(server.paths("/status")) == 1  # not retried
+
+        unexpected = retouch("result", "r1", "-o", str(tmp_path / "out"), "--json", env=env)
+    assert unexpected.returncode == 7, unexpected.stderr
+    assert unexpected.stderr.startswith("error: ") and "Traceback" not in unexpected.stderr
+    assert json.loads(unexpected.stdout)["error"]["code"] == "internal"

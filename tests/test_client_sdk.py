@@ -18,14 +18,25 @@ from PIL import Image
 
 from client_support import (
     SMALL,
+    STALL,
     BusyFirst,
     DropFirstSubmit,
     NoStreamRoute,
     RecordingTransport,
+    Routes,
+    ScriptedServer,
     occupy_worker,
 )
 from e2e_support import Api, ImageServer, RetouchProcess, free_port, make_image
-from retouch.client import AsyncClient, Client, RetryPolicy, Status, Submission, resolve_config
+from retouch.client import (
+    AsyncClient,
+    CancelOutcome,
+    Client,
+    RetryPolicy,
+    Status,
+    Submission,
+    resolve_config,
+)
 from retouch.client import errors as sdk_errors
 from retouch.client.config import DEFAULT_URL
 
@@ -326,6 +337,10 @@ def test_async_wait_timeout_on_the_stream_then_resume(
 def test_list_requests_and_webhook_secret(client: Client, image_server: ImageServer) -> None:
     submission = client.submit("x", [image_server.url("/square.png")], **SMALL)
     page = client.list_requests(limit=5)
+    # A limit of 0 reaches the server, which refuses it (it is not taken for "no limit").
+    with pytest.raises(sdk_errors.InvalidInputError) as zero:
+        client.list_requests(limit=0)
+    assert [item["field"] for item in zero.value.detail] == ["query.limit"]
     assert page.requests[0].request_id == submission.request_id
     assert page.requests[0].endpoint == "google/nano-banana-2/edit"
     client.wait(submission.request_id, timeout=60)
@@ -371,6 +386,21 @@ def test_config_errors(tmp_path: Path) -> None:
         resolve_config("localhost:8000", "rtk_x", env={})
 
 
+def test_an_api_key_a_header_cannot_carry_is_a_configuration_error(tmp_path: Path) -> None:
+    # httpx would raise UnicodeEncodeError (non-ASCII) or send a broken header (spaces).
+    for key in ("rtk_é", "rtk_a b", "rtk_a\tb", "rtk_\x7f"):
+        with pytest.raises(sdk_errors.InvalidApiKeyError) as caught:
+            resolve_config("http://retouch.test", key, env={})
+        assert isinstance(caught.value, sdk_errors.ConfigurationError)
+        assert key not in caught.value.message and "--api-key" in caught.value.message
+    with pytest.raises(sdk_errors.InvalidApiKeyError, match="RETOUCH_API_KEY"):
+        resolve_config(env={"RETOUCH_API_KEY": "rtk_ü", "XDG_CONFIG_HOME": str(tmp_path)})
+    with pytest.raises(sdk_errors.InvalidApiKeyError):
+        Client("http://retouch.test", "clé")
+    # Surrounding whitespace (a pasted newline) is dropped, as before.
+    assert resolve_config("http://retouch.test", " rtk_ok\n", env={}).api_key == "rtk_ok"
+
+
 def test_retry_policy_honours_retry_after_and_its_bounds() -> None:
     policy = RetryPolicy(max_retries=2, backoff=0.1, max_backoff=1.0, max_retry_after=10)
     first = policy.delay(0)
@@ -394,6 +424,12 @@ def test_result_helpers() -> None:
     assert result.ok and result.finished and result.images == ["http://a/1.png"]
     assert result.withheld == 1 and result.model_extra == {"something_new": {"x": 1}}
     assert not Result(request_id="r", status="in_queue").images
+
+    # A repeated cancel may answer not_cancellable for a job that is cancelled: it is.
+    again = {"request_id": "r", "status": "cancelled", "outcome": "not_cancellable"}
+    assert CancelOutcome.model_validate(again).cancelled
+    running = {"request_id": "r", "status": "in_progress", "outcome": "not_cancellable"}
+    assert not CancelOutcome.model_validate(running).cancelled
 
 
 # Waiting against a scripted server (httpx.MockTransport): timings a real server cannot
@@ -503,3 +539,136 @@ def test_a_cancelled_async_wait_closes_its_stream() -> None:
 
     asyncio.run(main())
     assert len(opened) == 1 and opened[0].is_closed
+
+
+def test_an_idempotency_key_no_server_accepts_is_refused_before_anything_is_sent(
+    tmp_path: Path,
+) -> None:
+    sent: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(202, json={"request_id": "r1", "status": "in_queue"})
+
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(make_image(32, 32))
+    http = httpx.Client(transport=httpx.MockTransport(handler))
+    with Client("http://retouch.test", "rtk_x", http_client=http) as client:
+        for key in ("é", "", " lead", "trail ", "tab\there", "x" * 256):
+            with pytest.raises(sdk_errors.InvalidInputError) as caught:
+                client.submit("x", ["https://example.com/a.png"], idempotency_key=key)
+            assert caught.value.status_code is None and caught.value.error_code == 422001
+            assert "Idempotency-Key" in caught.value.message
+            assert [item["field"] for item in caught.value.detail] == ["Idempotency-Key"]
+            # run() checks it before uploading anything.
+            with pytest.raises(sdk_errors.InvalidInputError, match="Idempotency-Key"):
+                client.run("x", [photo], idempotency_key=key or "é")
+        assert sent == []
+        for key in ("a b", "x" * 255, "!~"):
+            client.submit("x", ["https://example.com/a.png"], idempotency_key=key)
+            assert sent[-1].headers["idempotency-key"] == key
+
+
+def test_every_httpx_error_is_a_connection_error() -> None:
+    """An answer httpx cannot decode (a bad gzip body) is a ConnectionError, not retried; on
+    the event stream it makes the wait poll instead."""
+    calls: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        path = request.url.path.rsplit("/", 1)[-1]
+        calls.append(path)
+        garbled = {"content-encoding": "gzip"}
+        if path == "stream":
+            garbled["content-type"] = "text/event-stream"
+            return httpx.Response(200, headers=garbled, content=b"not gzip")
+        if path == "status" and request.url.path.startswith("/v1/requests/bad/"):
+            return httpx.Response(200, headers=garbled, content=b"not gzip")
+        if path == "status":
+            return httpx.Response(200, json=_status("completed"))
+        return httpx.Response(200, json=_finished_result())
+
+    http = httpx.Client(transport=httpx.MockTransport(handler))
+    with Client("http://retouch.test", "rtk_x", http_client=http) as client:
+        with pytest.raises(sdk_errors.ConnectionError, match="DecodingError") as caught:
+            client.status("bad")
+        assert isinstance(caught.value.__cause__, httpx.DecodingError)
+        assert calls == ["status"]
+        assert client.wait("r1").ok
+        assert calls[1:] == ["stream", "status", "result"]
+
+    async def main() -> None:
+        http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+        async with AsyncClient("http://retouch.test", "rtk_x", http_client=http) as client:
+            with pytest.raises(sdk_errors.ConnectionError, match="DecodingError"):
+                await client.status("bad")
+
+    asyncio.run(main())
+
+
+# A stalled server: it takes each request and never answers.
+STALLED: Routes = {
+    ("GET", "/v1/requests/r1/stream"): STALL,
+    ("GET", "/v1/requests/r1/status"): STALL,
+    ("GET", "/v1/requests/r1/result"): STALL,
+}
+
+
+def _late_client(base: str, **options: Any) -> Client:
+    # Calls that would each take 3 s, retried: a wait ignoring its deadline takes 6 s+.
+    return Client(base, "rtk_x", timeout=httpx.Timeout(3.0), max_retries=1, **options)
+
+
+@pytest.mark.parametrize("use_stream", [True, False])
+def test_a_wait_keeps_its_timeout_against_a_stalled_server(use_stream: bool) -> None:
+    with (
+        ScriptedServer(STALLED) as stalled,
+        _late_client(stalled.base, use_stream=use_stream) as client,
+    ):
+        started = time.monotonic()
+        with pytest.raises(sdk_errors.WaitTimeout) as caught:
+            client.wait("r1", timeout=0.5)
+        took = time.monotonic() - started
+    assert caught.value.request_id == "r1" and "r1" in caught.value.message
+    # The timeout, plus at most one request's floor (0.5 s).
+    assert 0.5 <= took < 2.0, took
+
+
+def test_a_wait_keeps_its_timeout_when_the_result_stalls() -> None:
+    routes: Routes = {
+        ("GET", "/v1/requests/r1/status"): (200, _status("completed"), {}),
+        ("GET", "/v1/requests/r1/result"): STALL,
+    }
+    with ScriptedServer(routes) as server, _late_client(server.base, use_stream=False) as client:
+        started = time.monotonic()
+        with pytest.raises(sdk_errors.WaitTimeout) as caught:
+            client.wait("r1", timeout=0.5)
+        took = time.monotonic() - started
+    assert took < 2.0, took
+    assert caught.value.status is not None and caught.value.status.status == "completed"
+    assert len(server.paths("/result")) == 1
+
+
+def test_a_wait_makes_no_retry_past_its_deadline() -> None:
+    busy = (503, {"error_code": 503001, "error_message": "busy"}, {"Retry-After": "2"})
+    routes = {("GET", "/v1/requests/r1/status"): busy}
+    with ScriptedServer(routes) as server, _late_client(server.base, use_stream=False) as client:
+        started = time.monotonic()
+        with pytest.raises(sdk_errors.WaitTimeout):
+            client.wait("r1", timeout=0.5)
+        took = time.monotonic() - started
+    # Retry-After asks for 2 s: the retry would come after the deadline, so is not made.
+    assert 0.45 <= took < 1.8, took
+    assert len(server.paths("/status")) == 1
+
+
+def test_an_async_wait_keeps_its_timeout_against_a_stalled_server() -> None:
+    async def main(base: str) -> float:
+        async with AsyncClient(base, "rtk_x", timeout=3.0, max_retries=1) as client:
+            started = time.monotonic()
+            with pytest.raises(sdk_errors.WaitTimeout):
+                await client.wait("r1", timeout=0.5)
+            return time.monotonic() - started
+
+    with ScriptedServer(STALLED) as stalled:
+        took = asyncio.run(main(stalled.base))
+    assert took < 2.0, took

@@ -20,7 +20,7 @@ from retouch.storage.signing import UrlSigner
 MAX_PREFER_WAIT_SECONDS = 60
 MAX_WEBHOOK_URL_LENGTH = 2048
 # RFC 9110 field values are visible ASCII; 255 matches what hosted APIs accept.
-_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e][\x20-\x7e]{0,254}$")
+_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e][\x20-\x7e]{0,254}")
 
 
 def prefer_wait(header: str | None) -> int | None:
@@ -46,7 +46,7 @@ def prefer_wait(header: str | None) -> int | None:
 def idempotency_key(header: str | None) -> str | None:
     if header is None:
         return None
-    if not _IDEMPOTENCY_KEY.match(header):
+    if not _IDEMPOTENCY_KEY.fullmatch(header):
         raise field_error(
             "Idempotency-Key",
             "must be 1 to 255 visible ASCII characters (a UUID is a good key)",

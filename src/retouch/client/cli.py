@@ -11,18 +11,21 @@ Exit codes:
     1  the job failed, or the content policy withheld some of its outputs (the others are saved)
     2  usage or invalid input: bad flags, a missing file, 400/413/422 from the server, a bad
        config file
-    3  authentication: no API key, or the server refused it (401/403)
+    3  authentication: no API key, an unusable one (not visible ASCII), or the server refused
+       it (401/403)
     4  not found: no such request id (for this key)
     5  the job was cancelled
     6  timed out waiting (or `result` of an unfinished job): the job goes on; resume with
        `retouch wait ID`
-    7  server or connection error (5xx, 429, unreachable)
+    7  server or connection error (5xx, 429, unreachable), or an unexpected error in the
+       client (`error: <message>`)
     8  conflict: 409 (an idempotency key reused with another body), or `cancel` of a job that
-       can no longer be cancelled
+       can no longer be cancelled (one already cancelled exits 0)
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from collections.abc import Callable, Iterator
@@ -62,6 +65,7 @@ _EXIT_CODES: list[tuple[type[BaseException], int]] = [
     (errors.JobCancelled, EXIT_CANCELLED),
     (errors.WaitTimeout, EXIT_TIMEOUT),
     (errors.MissingApiKeyError, EXIT_AUTH),
+    (errors.InvalidApiKeyError, EXIT_AUTH),
     (errors.ConfigurationError, EXIT_USAGE),
     (errors.AuthenticationError, EXIT_AUTH),
     (errors.PermissionDeniedError, EXIT_AUTH),
@@ -112,6 +116,8 @@ def _label(error: BaseException) -> str:
         return str(error.error_code)
     if isinstance(error, errors.MissingApiKeyError):
         return "no_api_key"
+    if isinstance(error, errors.InvalidApiKeyError):
+        return "bad_api_key"
     if isinstance(error, errors.ConfigurationError):
         return "config"
     if isinstance(error, errors.ConnectionError):
@@ -409,10 +415,12 @@ def result(
 
 
 def cancel(request_id: RequestId, url: Url = None, api_key: ApiKey = None) -> None:
-    """Cancel a queued request. Exits 8 when it can no longer be cancelled."""
+    """Cancel a queued request. Exits 0 when it is cancelled (also already: repeating a cancel
+    is harmless), 8 when it can no longer be cancelled."""
     with reported(), open_client(url, api_key) as client:
         outcome = client.cancel(request_id)
         print_json(_dump(outcome))
+        # `cancelled` is also true for a job cancelled before (outcome not_cancellable).
         if not outcome.cancelled:
             raise fail(
                 EXIT_CONFLICT,
@@ -480,7 +488,34 @@ COMMANDS: dict[str, Callable[..., None]] = {
 }
 
 
+def last_resort(command: Callable[..., None]) -> Callable[..., None]:
+    """`command`, with any exception that `reported` does not know (a bug, an httpx or
+    library error the SDK does not map) printed as `error: <message>` and exit 7 instead of
+    a traceback and exit 1, which means "the job failed"."""
+
+    @functools.wraps(command)
+    def guarded(*args: Any, **kwargs: Any) -> None:
+        try:
+            command(*args, **kwargs)
+        except (typer.Exit, typer.Abort, typer.TyperException):
+            raise  # the command's own exit, or typer's usage errors
+        except Exception as error:
+            message = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+            stderr.print(f"error: {message}", markup=False)
+            if kwargs.get("json_output"):
+                fields = {
+                    "code": "internal",
+                    "message": message,
+                    "status_code": None,
+                    "detail": None,
+                }
+                print_json({"error": fields})
+            raise typer.Exit(EXIT_SERVER) from None
+
+    return guarded
+
+
 def register(app: typer.Typer) -> None:
     """Add the client commands to the `retouch` command."""
     for name, command in COMMANDS.items():
-        app.command(name)(command)
+        app.command(name)(last_resort(command))

@@ -7,19 +7,22 @@ default."""
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from retouch.client.errors import ConfigurationError, MissingApiKeyError
+from retouch.client.errors import ConfigurationError, InvalidApiKeyError, MissingApiKeyError
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 URL_ENV = "RETOUCH_URL"
 KEY_ENV = "RETOUCH_API_KEY"
 CONFIG_ENV = "RETOUCH_CLIENT_CONFIG"
 _FILE_KEYS = frozenset({"url", "api_key"})
+# A key travels in the Authorization header: visible ASCII only.
+_API_KEY = re.compile(r"[\x21-\x7e]+")
 
 
 @dataclass(frozen=True)
@@ -65,13 +68,15 @@ def resolve_config(
 ) -> ClientConfig:
     """Each value from the first place that has it: argument, environment, config file."""
     env = os.environ if env is None else env
+    path = config_path(env)
+    key_source = "--api-key (api_key=)" if api_key else KEY_ENV
     url = url or env.get(URL_ENV) or None
     api_key = api_key or env.get(KEY_ENV) or None
-    path = config_path(env)
     if url is None or api_key is None:
         from_file = read_config_file(path)
         url = url or from_file.get("url") or DEFAULT_URL
-        api_key = api_key or from_file.get("api_key")
+        if api_key is None:
+            api_key, key_source = from_file.get("api_key"), str(path)
     if not api_key:
         raise MissingApiKeyError(
             None,
@@ -79,9 +84,18 @@ def resolve_config(
             "no API key: pass --api-key (or api_key=...), set RETOUCH_API_KEY, or put "
             f'api_key = "rtk_..." in {path}',
         )
+    api_key = api_key.strip()
+    if not _API_KEY.fullmatch(api_key):
+        # Not shown: it is a secret.
+        raise InvalidApiKeyError(
+            None,
+            None,
+            f"the API key from {key_source} has a space, a control or a non-ASCII character; "
+            "a key is visible ASCII (rtk_...): copy it again",
+        )
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ConfigurationError(
             None, None, f"server URL {url!r} must start with http:// or https:// and name a host"
         )
-    return ClientConfig(url.rstrip("/"), api_key.strip())
+    return ClientConfig(url.rstrip("/"), api_key)

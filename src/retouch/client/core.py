@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import mimetypes
 import random
+import re
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -44,6 +45,12 @@ USER_AGENT = "retouch-python"
 RETRY_STATUSES = frozenset({502, 503, 504})
 # "No such request", as opposed to the other 404s ("no such route": no event stream here).
 REQUEST_NOT_FOUND = 404001
+# The server's rule for an Idempotency-Key (visible ASCII, 1 to 255 characters), without the
+# trailing spaces that HTTP would strip (and httpx refuses to send).
+IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]{0,253}[\x21-\x7e])?")
+# The least time a request made during a wait is given, even at the wait's deadline: the
+# most a wait can outlast its timeout by, per request.
+MIN_REQUEST_TIMEOUT = 0.5
 
 # An image given to run(): an http(s) or data: URL is sent as it is; anything else is a local
 # file, uploaded first.
@@ -100,6 +107,20 @@ class Deadline:
     def remaining(self) -> float | None:
         return None if self.at is None else self.at - time.monotonic()
 
+    def passed(self) -> bool:
+        return self.at is not None and time.monotonic() >= self.at
+
+    def bound(self, timeout: dict[str, float | None]) -> dict[str, float | None]:
+        """A request's timeouts (httpx's `timeout` extension) cut to the time left, but never
+        below MIN_REQUEST_TIMEOUT."""
+        remaining = self.remaining()
+        if remaining is None:
+            return timeout
+        cap = max(MIN_REQUEST_TIMEOUT, remaining)
+        return {
+            phase: cap if value is None else min(value, cap) for phase, value in timeout.items()
+        }
+
 
 class _Updates:
     """Calls on_update once per change of a job's status, whichever way it was learned."""
@@ -127,6 +148,20 @@ def is_url(image: ImageInput) -> bool:
 
 def new_idempotency_key() -> str:
     return f"retouch-sdk-{uuid.uuid4().hex}"
+
+
+def check_idempotency_key(key: str | None) -> None:
+    """Raise InvalidInputError (as the server's 422001 would) for a key no server accepts;
+    checked before anything is sent (httpx cannot even encode a non-ASCII header)."""
+    if key is None or IDEMPOTENCY_KEY.fullmatch(key):
+        return
+    message = "must be 1 to 255 visible ASCII characters, spaces only between them (a UUID is good)"
+    raise errors.InvalidInputError(
+        None,
+        422001,
+        f"invalid input: Idempotency-Key: {message}",
+        [{"field": "Idempotency-Key", "path": ["Idempotency-Key"], "message": message}],
+    )
 
 
 def parse(response: httpx.Response, model: type[M]) -> M:
@@ -209,18 +244,33 @@ class Core:
             extensions={"timeout": (timeout or self.timeout).as_dict()},
         )
 
-    def send(self, request: httpx.Request, *, retry: bool) -> Flow[httpx.Response]:
+    def send(
+        self, request: httpx.Request, *, retry: bool, deadline: Deadline | None = None
+    ) -> Flow[httpx.Response]:
         """Send, retrying (when `retry`: the request is safe to repeat) after connection
-        errors and 502/503/504; raises the typed error of any other failure."""
+        errors and 502/503/504; raises the typed error of any other failure (any httpx
+        error as ConnectionError).
+
+        Within a wait (`deadline`), each attempt's timeouts are cut to the time left (see
+        `Deadline.bound`), and a retry that would start past the deadline is not made:
+        PastDeadline is raised at the deadline instead. An attempt whose connection fails
+        once the deadline has passed (its cut timeout ran out) raises PastDeadline too."""
         attempt = 0
         while True:
+            if deadline is not None:
+                request.extensions["timeout"] = deadline.bound(request.extensions["timeout"])
             try:
                 response: httpx.Response = yield Send(request)
-            except httpx.TransportError as error:
-                delay = self.retry.delay(attempt) if retry else None
+            except httpx.HTTPError as error:
+                # Only a connection that failed is worth another try: an answer that
+                # cannot be decoded would be the same again.
+                transport = isinstance(error, httpx.TransportError)
+                if transport and deadline is not None and deadline.passed():
+                    raise PastDeadline from None
+                delay = self.retry.delay(attempt) if retry and transport else None
                 if delay is None:
                     raise self._connection_error(request, error, attempt, retry) from error
-                yield Sleep(delay)
+                yield from self._pause(delay, deadline)
                 attempt += 1
                 continue
             if response.is_success:
@@ -229,14 +279,24 @@ class Core:
             if retry and response.status_code in RETRY_STATUSES:
                 delay = self.retry.delay(attempt, failure.retry_after)
                 if delay is not None:
-                    yield Sleep(delay)
+                    yield from self._pause(delay, deadline)
                     attempt += 1
                     continue
             raise failure
 
     @staticmethod
+    def _pause(delay: float, deadline: Deadline | None) -> Flow[None]:
+        """Sleep before a retry; when the retry would start past the deadline, sleep until
+        the deadline and raise PastDeadline."""
+        remaining = None if deadline is None else deadline.remaining()
+        if remaining is not None and remaining <= delay:
+            yield Sleep(max(0.0, remaining))
+            raise PastDeadline
+        yield Sleep(delay)
+
+    @staticmethod
     def _connection_error(
-        request: httpx.Request, error: httpx.TransportError, attempt: int, retried: bool
+        request: httpx.Request, error: httpx.HTTPError, attempt: int, retried: bool
     ) -> errors.ConnectionError:
         tries = f" (after {attempt + 1} attempts)" if attempt else ""
         message = (
@@ -253,8 +313,16 @@ class Core:
     def _path(self, request_id: str, action: str) -> str:
         return f"/v1/requests/{quote(request_id, safe='')}/{action}"
 
-    def _get(self, path: str, model: type[M], params: dict[str, Any] | None = None) -> Flow[M]:
-        response = yield from self.send(self.request("GET", path, params=params), retry=True)
+    def _get(
+        self,
+        path: str,
+        model: type[M],
+        params: dict[str, Any] | None = None,
+        *,
+        deadline: Deadline | None = None,
+    ) -> Flow[M]:
+        request = self.request("GET", path, params=params)
+        response = yield from self.send(request, retry=True, deadline=deadline)
         return parse(response, model)
 
     # Operations -----------------------------------------------------------------------
@@ -269,9 +337,10 @@ class Core:
         when the job ends."""
         endpoint = options.pop("endpoint", DEFAULT_ENDPOINT)
         idempotency_key = options.pop("idempotency_key", None)
+        check_idempotency_key(idempotency_key)
         webhook = options.pop("webhook", None)
         body = {"prompt": prompt, "image_urls": list(image_urls), **options}
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key is not None else None
         request = self.request(
             "POST",
             f"/v1/models/{endpoint.strip('/')}",
@@ -292,8 +361,8 @@ class Core:
         return (yield from self._get(self._path(request_id, "result"), models.Result))
 
     def cancel(self, request_id: str) -> Flow[models.CancelOutcome]:
-        """Cancel a queued job (`outcome` says whether it was); repeating it is harmless, so
-        it is retried like a read."""
+        """Cancel a queued job (`cancelled` says whether it is, now or already); repeating it
+        is harmless, so it is retried like a read."""
         request = self.request("POST", self._path(request_id, "cancel"))
         response = yield from self.send(request, retry=True)
         return parse(response, models.CancelOutcome)
@@ -322,7 +391,9 @@ class Core:
         self, *, limit: int | None = None, cursor: str | None = None
     ) -> Flow[models.RequestList]:
         """One page of this key's requests, newest first."""
-        params = {name: value for name, value in (("limit", limit), ("cursor", cursor)) if value}
+        # `is not None`: a limit of 0 goes to the server, which refuses it (422).
+        pairs = (("limit", limit), ("cursor", cursor))
+        params = {name: value for name, value in pairs if value is not None}
         return (yield from self._get("/v1/requests", models.RequestList, params))
 
     def webhook_secret(self, *, rotate: bool = False) -> Flow[str]:
@@ -348,11 +419,15 @@ class Core:
         deadline = Deadline(timeout)
         updates = _Updates(on_update)
         result = None
-        if self.use_stream:
-            result = yield from self._follow_stream(request_id, deadline, updates)
-        if result is None:
-            yield from self._poll(request_id, deadline, updates)
-            result = yield from self.result(request_id)
+        try:
+            if self.use_stream:
+                result = yield from self._follow_stream(request_id, deadline, updates)
+            if result is None:
+                yield from self._poll(request_id, deadline, updates)
+                path = self._path(request_id, "result")
+                result = yield from self._get(path, models.Result, deadline=deadline)
+        except PastDeadline:
+            raise errors.WaitTimeout(request_id, deadline.timeout, updates.last) from None
         return settle(result)
 
     def run(
@@ -373,6 +448,8 @@ class Core:
         safely. `on_submitted(submission)` is called before waiting starts: keep its
         request id, and after a WaitTimeout (`timeout` seconds of waiting) resume with
         `wait(request_id)`. Raises JobFailed or JobCancelled as `wait` does."""
+        # Checked before the uploads: a bad key fails at once.
+        check_idempotency_key(options.get("idempotency_key") or None)
         urls = yield from self.prepare_images(image_urls, on_upload)
         options["idempotency_key"] = options.get("idempotency_key") or new_idempotency_key()
         submission = yield from self.submit(prompt, urls, **options)
@@ -441,12 +518,13 @@ class Core:
                 pool=self.timeout.pool,
             ),
         )
+        request.extensions["timeout"] = deadline.bound(request.extensions["timeout"])
         try:
             response: httpx.Response = yield Send(request, stream=True)
-        except httpx.TransportError:
+        except httpx.HTTPError:
             return None
         try:
-            result = yield from self._read_stream(request_id, response, deadline, updates)
+            result = yield from self._read_stream(response, deadline, updates)
         except Exception:
             # Not in a `finally`: a flow being closed (GeneratorExit) must not yield; its
             # driver closes the stream then.
@@ -456,20 +534,22 @@ class Core:
         return result
 
     def _read_stream(
-        self, request_id: str, response: httpx.Response, deadline: Deadline, updates: _Updates
+        self, response: httpx.Response, deadline: Deadline, updates: _Updates
     ) -> Flow[models.Result | None]:
         content_type = response.headers.get("content-type", "")
         if response.status_code != 200 or not content_type.startswith("text/event-stream"):
-            yield ReadBody(response)
+            try:
+                yield ReadBody(response)
+            except httpx.HTTPError:
+                return None  # unreadable: polling tells what is wrong
             self._stream_refused(response)
             return None
+        # Reading past the deadline raises PastDeadline (see `wait`).
         events = EventStream(response, deadline.at)
         while True:
             try:
                 event = yield NextEvent(events)
-            except PastDeadline:
-                raise errors.WaitTimeout(request_id, deadline.timeout, updates.last) from None
-            except (httpx.TransportError, SSEError):
+            except (httpx.HTTPError, SSEError):
                 return None
             if event is None:
                 return None
@@ -496,12 +576,11 @@ class Core:
             raise errors.error_from_response(response)
 
     def _poll(self, request_id: str, deadline: Deadline, updates: _Updates) -> Flow[models.Status]:
-        """Poll the status until the job has finished (or raise WaitTimeout)."""
+        """Poll the status until the job has finished (or raise PastDeadline)."""
         interval = self.poll.initial
         while True:
-            response = yield from self.send(
-                self.request("GET", self._path(request_id, "status")), retry=True
-            )
+            request = self.request("GET", self._path(request_id, "status"))
+            response = yield from self.send(request, retry=True, deadline=deadline)
             status = parse(response, models.Status)
             changed_state = updates.last is not None and updates.last.status != status.status
             yield from updates.seen(status)
@@ -514,7 +593,7 @@ class Core:
             if remaining is not None and remaining < pause:
                 # Polling sooner than Retry-After asks is not allowed: give up at the deadline.
                 yield Sleep(max(0.0, remaining))
-                raise errors.WaitTimeout(request_id, deadline.timeout, status)
+                raise PastDeadline
             yield Sleep(pause)
             interval = min(self.poll.maximum, interval * self.poll.factor)
 

@@ -91,6 +91,11 @@ class MissingApiKeyError(ConfigurationError):
     """No API key was given in any of the places the client looks."""
 
 
+class InvalidApiKeyError(ConfigurationError):
+    """The API key has a character an HTTP header cannot carry (a space, a control or a
+    non-ASCII character): it could never authenticate."""
+
+
 class JobFailed(RetouchError):
     """The job ended `failed`: `error_code` and `message` come from the result's `error`."""
 

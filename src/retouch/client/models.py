@@ -146,7 +146,9 @@ class CancelOutcome(_AboutJob):
 
     @property
     def cancelled(self) -> bool:
-        return self.outcome == "cancelled"
+        """The job is cancelled: by this call, or already (a repeated cancel, or a retry
+        whose first attempt got through, may answer `not_cancellable` with `cancelled`)."""
+        return self.outcome == "cancelled" or self.status == "cancelled"
 
 
 class RequestSummary(_Timestamped):
