@@ -157,7 +157,7 @@ def main() -> None:
         "Prefer: wait": [],
         "polling (Retry-After)": [],
     }
-    with httpx.Client(headers=api.headers, timeout=120) as client:
+    with httpx.Client(base_url=server.base, headers=api.headers, timeout=120) as client:
         for _ in range(max(3, args.jobs // 3)):
             notice["event stream"].append(stream_notice_ms(client, api.submit_ok(body)))
             response = client.post(
