@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import re
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -145,6 +148,26 @@ def test_timeout_exits_6_and_wait_resumes(
 
     saved = retouch("result", request_id, "-o", str(tmp_path / "again"), "--json", env=env)
     assert saved.returncode == 0 and len(json.loads(saved.stdout)["files"]) == 1
+
+
+def test_ctrl_c_exits_130_and_the_job_can_be_resumed(
+    env: dict[str, str], api: Api, image_server: ImageServer
+) -> None:
+    slow = image_server.url("/slow.png?seconds=2")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "retouch", "edit", "x", slow, "--resolution", "0.5K"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stderr is not None
+    first = process.stderr.readline()  # the request id, printed once it is submitted
+    process.send_signal(signal.SIGINT)
+    _, rest = process.communicate(timeout=60)
+    assert process.returncode == 130, rest
+    assert "interrupted" in rest and "Traceback" not in rest
+    assert api.wait(submitted_id(first))["status"] == "succeeded"
 
 
 def test_upload_requests_and_webhook_secret(

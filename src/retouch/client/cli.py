@@ -21,6 +21,7 @@ Exit codes:
        client (`error: <message>`)
     8  conflict: 409 (an idempotency key reused with another body), or `cancel` of a job that
        can no longer be cancelled (one already cancelled exits 0)
+    130  interrupted (Ctrl-C): a submitted job goes on; resume with `retouch wait ID`
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ EXIT_CANCELLED = 5
 EXIT_TIMEOUT = 6
 EXIT_SERVER = 7
 EXIT_CONFLICT = 8
+EXIT_INTERRUPTED = 130  # the shell's convention for SIGINT
 
 # Most specific first: the first class an error is an instance of gives its exit code.
 _EXIT_CODES: list[tuple[type[BaseException], int]] = [
@@ -499,6 +501,14 @@ def last_resort(command: Callable[..., None]) -> Callable[..., None]:
             command(*args, **kwargs)
         except (typer.Exit, typer.Abort, typer.TyperException):
             raise  # the command's own exit, or typer's usage errors
+        except KeyboardInterrupt:
+            # Not typer's "Aborted!" and exit 1, which would read as "the job failed".
+            stderr.print(
+                "interrupted: a submitted request goes on; resume with `retouch wait ID` "
+                "(the id was printed when it was submitted)",
+                markup=False,
+            )
+            raise typer.Exit(EXIT_INTERRUPTED) from None
         except Exception as error:
             message = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
             stderr.print(f"error: {message}", markup=False)
