@@ -5,6 +5,7 @@ worker, and the address policy refuses loopback and private addresses anyway."""
 from __future__ import annotations
 
 import re
+import time
 import urllib.parse
 from dataclasses import dataclass
 from typing import Final
@@ -60,5 +61,4 @@ def own_file(url: str, signer: UrlSigner) -> OwnFile | None:
         return None
     if not signer.is_signed(parsed.name, parsed.expires, parsed.signature):
         return None
-    expired = not signer.verify(parsed.name, parsed.expires, parsed.signature)
-    return OwnFile(parsed.name, expired)
+    return OwnFile(parsed.name, expired=parsed.expires < time.time())

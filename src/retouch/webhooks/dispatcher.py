@@ -29,11 +29,9 @@ from retouch.webhooks.signing import message_id, signed_headers
 log = logging.getLogger("retouch.webhooks")
 T = TypeVar("T")
 
+# How often an idle dispatcher reads when the next delivery is due (a read, no write lock;
+# deliveries being sent count as due only when their lease ends).
 POLL_SECONDS: Final = 0.25
-# After a claim took every due delivery, the earliest one next_delivery_at reports stays due
-# while it is leased (being sent, here or by another API process): wait this long before
-# claiming again (or until a send of ours ends), rather than taking the write lock each poll.
-LEASED_BACKOFF_SECONDS: Final = 1.0
 # A lease outlives the attempt's own timeout by this much (building the body, recording it).
 LEASE_MARGIN_SECONDS: Final = 30.0
 # At shutdown, attempts in flight get this long to finish; the rest are recorded as
@@ -76,7 +74,6 @@ class WebhookDispatcher:
         self._wake = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
-        self._leased_until = 0.0
         self._db_threads = ThreadPoolExecutor(max_workers=2, thread_name_prefix="webhook-db")
 
     @classmethod
@@ -121,7 +118,7 @@ class WebhookDispatcher:
     async def _claim_due(self) -> int:
         """Start sending what is due, as far as free slots allow; how many were started."""
         free = self.concurrency - len(self._in_flight)
-        if free <= 0 or self.clock() < self._leased_until:
+        if free <= 0:
             return 0
         due = await self._in_db_thread(self.store.next_delivery_at)
         if due is None or due > self.clock():
@@ -131,9 +128,6 @@ class WebhookDispatcher:
                 self.store.claim_deliveries, limit=free, lease_seconds=self.lease_seconds
             )
         )
-        if len(deliveries) < free:
-            # All that is due is taken; what next_delivery_at still reports due is leased.
-            self._leased_until = self.clock() + LEASED_BACKOFF_SECONDS
         for delivery in deliveries:
             task = asyncio.create_task(self._deliver(delivery), name=f"webhook-{delivery.job_id}")
             self._in_flight.add(task)
@@ -143,7 +137,6 @@ class WebhookDispatcher:
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._in_flight.discard(task)
         # A slot is free and the delivery's row has moved on: look again without waiting.
-        self._leased_until = 0.0
         self._wake.set()
 
     async def _sleep(self, seconds: float) -> None:
