@@ -15,7 +15,7 @@ from rich.table import Table
 
 from retouch.client.cli import register as register_client_commands
 from retouch.config import Settings
-from retouch.endpoints import ConfigError, Endpoint, load_endpoints
+from retouch.served_endpoints import ConfigError, Endpoint, load_endpoints
 from retouch.services import open_services
 
 app = typer.Typer(
@@ -136,7 +136,7 @@ def worker_command(
     from retouch.safety.images import load_classifier
     from retouch.safety.moderation import Moderator
     from retouch.safety.prompt import scan_prompt
-    from retouch.worker.runner import EnginePool, Worker
+    from retouch.worker.runner import ResidentEngines, Worker
 
     configure_logging()
     log = logging.getLogger("retouch.worker")
@@ -158,7 +158,7 @@ def worker_command(
             served.engine, served.model, models_dir=settings.models_dir, options=served.options
         )
 
-    pool = EnginePool(load)
+    pool = ResidentEngines(load)
     # Load every served engine now, so the first request does not pay for it and a broken
     # model fails at start, not on a user's job.
     for served in endpoints:

@@ -14,11 +14,12 @@ from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from retouch.auth.keys import KeyStore
+from retouch.auth.keys import new_webhook_secret as new_secret
 from retouch.config import Settings
 from retouch.jobs.sql_store import SqlJobStore
 from retouch.webhooks.backoff import RetrySchedule, retry_after
 from retouch.webhooks.dispatcher import schedule_from
-from retouch.webhooks.signing import message_id, new_secret, signed_headers
+from retouch.webhooks.signing import message_id, signed_headers
 
 
 def test_default_schedule_grows_to_the_cap() -> None:

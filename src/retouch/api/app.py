@@ -7,8 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from retouch.api import uploads
-from retouch.api import webhooks as webhook_routes
+from retouch.api import uploads, webhook_secret
 from retouch.api.body_limit import BodyLimitMiddleware
 from retouch.api.changes import ChangeFeed
 from retouch.api.errors import install_error_handlers
@@ -16,7 +15,7 @@ from retouch.api.routes import router
 from retouch.api.state import AppState
 from retouch.api.views import Views
 from retouch.config import Settings
-from retouch.endpoints import Endpoint, load_endpoints
+from retouch.served_endpoints import Endpoint, load_endpoints
 from retouch.services import Services, open_services
 from retouch.webhooks.dispatcher import WebhookDispatcher
 
@@ -68,6 +67,6 @@ def create_app(
     install_error_handlers(app)
     app.include_router(router)
     app.include_router(uploads.router)
-    app.include_router(webhook_routes.router)
+    app.include_router(webhook_secret.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     return app

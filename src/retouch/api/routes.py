@@ -29,7 +29,7 @@ from retouch.api.errors import (
 )
 from retouch.api.state import AppState
 from retouch.api.stream import result_body, status_events, wait_for_end
-from retouch.contract.endpoints import INPUT_MODEL, input_schema
+from retouch.contract.inputs import INPUT_MODEL, input_schema
 from retouch.contract.states import STATUS_NAMES, JobState
 from retouch.engine.registry import describe_kind
 from retouch.jobs.models import Idempotency, IdempotencyConflict, Job, QueueFull

@@ -8,8 +8,8 @@ from retouch.api.changes import ChangeFeed
 from retouch.api.views import Views
 from retouch.auth.keys import KeyStore
 from retouch.config import Settings
-from retouch.endpoints import Endpoint
 from retouch.jobs.store import JobStore
+from retouch.served_endpoints import Endpoint
 from retouch.storage.local import LocalStorage
 from retouch.storage.signing import UrlSigner
 

@@ -4,6 +4,7 @@ compared in constant time."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import re
@@ -15,7 +16,6 @@ from sqlalchemy import ColumnElement, Engine, bindparam, select, update
 
 from retouch.jobs.database import writer
 from retouch.jobs.schema import api_keys
-from retouch.webhooks.signing import new_secret
 
 KEY_PREFIX = "rtk_"
 _KEY_PATTERN = re.compile(r"^rtk_([0-9a-f]{12})_[A-Za-z0-9_-]{43}$")
@@ -25,6 +25,17 @@ _FIND_KEY = select(api_keys.c.key_hash, api_keys.c.revoked_at).where(
 )
 
 _FIND_SECRET = select(api_keys.c.webhook_secret).where(api_keys.c.id == bindparam("key_id"))
+
+
+# Each key's webhook signing secret, in the Standard Webhooks form: `whsec_` and base64 of
+# random bytes (the specification asks for 24 to 64).
+WEBHOOK_SECRET_PREFIX = "whsec_"
+WEBHOOK_SECRET_BYTES = 32
+
+
+def new_webhook_secret() -> str:
+    random = secrets.token_bytes(WEBHOOK_SECRET_BYTES)
+    return WEBHOOK_SECRET_PREFIX + base64.b64encode(random).decode("ascii")
 
 
 def hash_key(key: str) -> str:
@@ -112,7 +123,7 @@ class KeyStore:
             conn.execute(
                 update(api_keys)
                 .where(api_keys.c.id == key_id, *only_where)
-                .values(webhook_secret=new_secret())
+                .values(webhook_secret=new_webhook_secret())
             )
             found = conn.execute(_FIND_SECRET, {"key_id": key_id}).one_or_none()
         if found is None:

@@ -49,7 +49,7 @@ from retouch.client import errors
 from retouch.client.clients import Client
 from retouch.client.core import is_url, settle
 from retouch.client.models import EditFields, Result, Status, Submission, Upload
-from retouch.contract.endpoints import DEFAULT_ENDPOINT
+from retouch.contract.inputs import DEFAULT_ENDPOINT
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2

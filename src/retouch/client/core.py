@@ -35,7 +35,7 @@ from retouch.client.effects import (
     Sleep,
     WriteFile,
 )
-from retouch.contract.endpoints import DEFAULT_ENDPOINT
+from retouch.contract.inputs import DEFAULT_ENDPOINT
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -1,21 +1,11 @@
-"""Standard Webhooks signatures: `whsec_` secrets, and the three headers of each attempt."""
+"""Standard Webhooks signatures: the three headers of each attempt (each key's `whsec_` secret
+is made in retouch.auth.keys)."""
 
 from __future__ import annotations
 
-import base64
-import secrets
 from datetime import UTC, datetime
-from typing import Final
 
 from standardwebhooks import Webhook
-
-SECRET_PREFIX: Final = "whsec_"
-# The specification asks for 24 to 64 random bytes.
-SECRET_BYTES: Final = 32
-
-
-def new_secret() -> str:
-    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(SECRET_BYTES)).decode("ascii")
 
 
 def message_id(job_id: str) -> str:

@@ -12,13 +12,13 @@ from collections.abc import Callable
 from typing import Any
 
 from retouch.config import Settings
-from retouch.endpoints import Endpoint
 from retouch.engine.base import EditCancelled, Engine
 from retouch.engine.upscale import Upscaler
 from retouch.jobs.models import Claim
 from retouch.jobs.store import JobStore
 from retouch.media.fetch import FetchConfig
 from retouch.safety.moderation import Moderator
+from retouch.served_endpoints import Endpoint
 from retouch.storage.local import LocalStorage
 from retouch.storage.signing import UrlSigner
 from retouch.worker.edit_job import JobFailure, JobTools, run_edit_job
@@ -122,7 +122,7 @@ class ClaimReporter:
         return self.stopping.is_set() or not self.lease.still_held()
 
 
-class EnginePool:
+class ResidentEngines:
     """One resident engine per endpoint, loaded on the endpoint's first job."""
 
     def __init__(self, load: Callable[[Endpoint], Engine]) -> None:
@@ -147,7 +147,7 @@ class Worker:
         storage: LocalStorage,
         signer: UrlSigner,
         endpoints: list[Endpoint],
-        engines: EnginePool,
+        engines: ResidentEngines,
         upscaler: Upscaler,
         moderator: Moderator,
     ) -> None:

@@ -18,7 +18,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from retouch.config import Settings
-from retouch.contract.endpoints import DEFAULT_ENDPOINT
+from retouch.contract.inputs import DEFAULT_ENDPOINT
 from retouch.engine.options import EngineOptions
 from retouch.engine.registry import ENGINE_KINDS
 
