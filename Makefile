@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test lint typecheck unit bench clean
+.PHONY: serve test lint typecheck unit unit-fast e2e bench fuzz clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,10 +33,25 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest -q
 
-test: lint typecheck unit
+# The in-process tier (API under a TestClient, worker thread, fake engine), on two pytest
+# processes (pytest-xdist): about 40 s on 2 cores, 55 s on one. Skips the real-process tests (tests/e2e/, marker e2e) and the preview pipelines
+# (marker slow); `make test` runs everything.
+unit-fast: $(STAMP)
+	$(BIN)/pytest -q -n 2 -m "not e2e and not slow" $(ARGS)
+
+# Only the tests that start `retouch serve`/`retouch worker` processes.
+e2e: $(STAMP)
+	$(BIN)/pytest -q -m e2e $(ARGS)
+
+# fuzz is bounded (20 examples per operation, seeded): about 15 s.
+test: lint typecheck unit fuzz
 
 bench: $(STAMP)
 	$(BIN)/python bench/api_overhead.py
+
+# Schemathesis against a live server on a temp data dir (bounded: FUZZ_ARGS="--max-examples 5").
+fuzz: $(STAMP)
+	$(BIN)/python bench/fuzz_api.py $(FUZZ_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,5 +1,6 @@
 """Helpers for the SDK and CLI tests: httpx transports that record or disturb the traffic
-between a client and a real server, and a job that keeps the shared worker busy."""
+between a client and a server (a real one, or the in-process app through its transport), and a
+job that keeps the shared worker busy."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any, Self
 
 import httpx
+from PIL import Image
 
 from e2e_support import Api, ImageServer
 from retouch.client.models import EditFields
@@ -23,11 +25,11 @@ EDIT = "/v1/models/google/nano-banana-2/edit"
 SMALL: EditFields = {"resolution": "0.5K", "aspect_ratio": "1:1"}
 
 
-class RecordingTransport(httpx.HTTPTransport):
-    """The real transport, remembering each request's method and path."""
+class RecordingTransport(httpx.BaseTransport):
+    """`inner` (by default a real connection), remembering each request's method and path."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, inner: httpx.BaseTransport | None = None) -> None:
+        self.inner = inner or httpx.HTTPTransport()
         self.calls: list[tuple[str, str]] = []
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
@@ -35,7 +37,10 @@ class RecordingTransport(httpx.HTTPTransport):
         return self.answer(request)
 
     def answer(self, request: httpx.Request) -> httpx.Response:
-        return super().handle_request(request)
+        return self.inner.handle_request(request)
+
+    def close(self) -> None:
+        self.inner.close()
 
     def paths(self, suffix: str) -> list[str]:
         return [path for _, path in self.calls if path.endswith(suffix)]
@@ -45,8 +50,8 @@ class DropFirstSubmit(RecordingTransport):
     """Lets the first submit reach the server, reads its answer, then fails as a dropped
     connection would: the job exists, the client never hears of it."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, inner: httpx.BaseTransport | None = None) -> None:
+        super().__init__(inner)
         self.dropped: list[httpx.Response] = []
         self.answers: list[httpx.Response] = []
 
@@ -76,8 +81,10 @@ class BusyFirst(RecordingTransport):
     """Answers the first `count` requests to paths ending in `suffix` with 503 (Retry-After
     0), as an overloaded server or a proxy would."""
 
-    def __init__(self, suffix: str, count: int = 1) -> None:
-        super().__init__()
+    def __init__(
+        self, suffix: str, count: int = 1, inner: httpx.BaseTransport | None = None
+    ) -> None:
+        super().__init__(inner)
         self.suffix = suffix
         self.count = count
         self.refused = 0
@@ -164,6 +171,11 @@ def occupy_worker(api: Api, image_server: ImageServer, seconds: float = 2) -> st
     )
     api.wait_for_status(request_id, "in_progress")
     return request_id
+
+
+def sizes_of(paths: list[Path]) -> list[tuple[str | None, tuple[int, int]]]:
+    opened = [Image.open(path) for path in paths]
+    return [(image.format, image.size) for image in opened]
 
 
 def client_env(home: Path, **values: str) -> dict[str, str]:

@@ -253,8 +253,21 @@ def seed_data_dir(data_dir: Path, models_cache: Path) -> None:
 
 @dataclass
 class Api:
+    """The contract's calls with one key. `http` carries them: by default a new connection per
+    request (a server may restart between two), or the in-process app's transport (see
+    unit/inprocess.py)."""
+
     base: str
     key: str
+    http: httpx.Client = field(
+        default_factory=lambda: httpx.Client(
+            timeout=30, limits=httpx.Limits(max_keepalive_connections=0)
+        )
+    )
+
+    def with_key(self, key: str) -> Api:
+        """Another key on the same server and connection."""
+        return Api(self.base, key, self.http)
 
     @property
     def headers(self) -> dict[str, str]:
@@ -263,7 +276,7 @@ class Api:
     def submit(
         self, body: dict[str, Any], endpoint: str = "google/nano-banana-2/edit"
     ) -> httpx.Response:
-        return httpx.post(
+        return self.http.post(
             f"{self.base}/v1/models/{endpoint}", json=body, headers=self.headers, timeout=30
         )
 
@@ -273,17 +286,17 @@ class Api:
         return str(response.json()["request_id"])
 
     def status(self, request_id: str) -> httpx.Response:
-        return httpx.get(
+        return self.http.get(
             f"{self.base}/v1/requests/{request_id}/status", headers=self.headers, timeout=30
         )
 
     def result(self, request_id: str) -> httpx.Response:
-        return httpx.get(
+        return self.http.get(
             f"{self.base}/v1/requests/{request_id}/result", headers=self.headers, timeout=30
         )
 
     def cancel(self, request_id: str) -> httpx.Response:
-        return httpx.post(
+        return self.http.post(
             f"{self.base}/v1/requests/{request_id}/cancel", headers=self.headers, timeout=30
         )
 
@@ -306,6 +319,6 @@ class Api:
         raise AssertionError(f"{request_id} never reached {wanted}")
 
     def download(self, url: str) -> tuple[httpx.Response, Image.Image]:
-        response = httpx.get(url, timeout=30)
+        response = self.http.get(url, timeout=30)
         assert response.status_code == 200, response.text
         return response, Image.open(io.BytesIO(response.content))

@@ -1,8 +1,10 @@
 """A webhook receiver on 127.0.0.1 for the tests: it verifies every delivery's signature with
-the `standardwebhooks` library and answers the statuses it is told to."""
+the `standardwebhooks` library and answers the statuses it is told to; and the calls a webhook
+test makes on the API (any `Api`: a real server's or an in-process one's)."""
 
 from __future__ import annotations
 
+import base64
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -11,8 +13,11 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import httpx
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
+
+from e2e_support import Api, make_image
 
 
 @dataclass(frozen=True)
@@ -117,3 +122,65 @@ def webhook_receiver(secret: str | None = None) -> Iterator[Receiver]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+EDIT = "google/nano-banana-2/edit"
+# Retries at once, for the tests that watch several attempts.
+QUICK_RETRIES = {"webhook_first_retry_seconds": 0.2, "webhook_retry_factor": 1}
+
+
+def submit_with_webhook(api: Api, webhook: str, image_url: str) -> httpx.Response:
+    return api.http.post(
+        f"{api.base}/v1/models/{EDIT}",
+        params={"webhook": webhook},
+        json={"prompt": "make it blue", "image_urls": [image_url], "resolution": "0.5K"},
+        headers=api.headers,
+        timeout=30,
+    )
+
+
+def submitted(api: Api, webhook: str, image_url: str) -> str:
+    response = submit_with_webhook(api, webhook, image_url)
+    assert response.status_code == 200, response.text
+    return str(response.json()["request_id"])
+
+
+def secret(api: Api, *, rotate: bool = False) -> str:
+    response = api.http.request(
+        "POST" if rotate else "GET",
+        f"{api.base}/v1/webhooks/secret",
+        headers=api.headers,
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    value = response.json()["secret"]
+    assert isinstance(value, str)
+    return value
+
+
+def wait_for_webhook(
+    api: Api, request_id: str, predicate: Callable[[dict[str, Any]], bool], timeout: float = 60
+) -> dict[str, Any]:
+    """The result's `webhook` field once `predicate` holds for it."""
+    deadline = time.monotonic() + timeout
+    webhook: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        webhook = api.result(request_id).json().get("webhook") or {}
+        if webhook and predicate(webhook):
+            return webhook
+        time.sleep(0.05)
+    raise AssertionError(f"webhook of {request_id} never got there: {webhook}")
+
+
+def codes(webhook: dict[str, Any]) -> list[int | None]:
+    return [attempt["status_code"] for attempt in webhook["attempts"]]
+
+
+def data_uri() -> str:
+    return "data:image/png;base64," + base64.b64encode(make_image(64, 64)).decode()
+
+
+def cancelled_with_webhook(api: Api, webhook: str) -> str:
+    request_id = submitted(api, webhook, data_uri())
+    assert api.cancel(request_id).json()["outcome"] == "cancelled"
+    return request_id

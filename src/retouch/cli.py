@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import signal
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -15,6 +14,7 @@ from rich.table import Table
 
 from retouch.client.cli import register as register_client_commands
 from retouch.config import Settings
+from retouch.log_context import configure_logging
 from retouch.served_endpoints import ConfigError, Endpoint, load_endpoints
 from retouch.services import open_services
 
@@ -64,14 +64,6 @@ def endpoints_or_exit(settings: Settings) -> list[Endpoint]:
         raise typer.Exit(2) from None
 
 
-def configure_logging() -> None:
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-
-
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Address to listen on [127.0.0.1]")] = None,
@@ -106,6 +98,10 @@ def serve(
     supervisor = WorkerSupervisor(settings) if worker else None
     if supervisor:
         supervisor.start()
+    # On stderr: stdout carries only the first start's key line, which scripts read.
+    host_in_url = f"[{settings.host}]" if ":" in settings.host else settings.host
+    url = f"http://{host_in_url}:{settings.port}"
+    console.print(f"Retouch API on {url} (interactive docs: {url}/docs)", markup=False)
     uvicorn.run(
         create_app(
             settings, services, endpoints, on_shutdown=supervisor.stop if supervisor else None
@@ -139,7 +135,7 @@ def worker_command(
     from retouch.worker.runner import ResidentEngines, Worker
 
     configure_logging()
-    log = logging.getLogger("retouch.worker")
+    log = logging.getLogger(__name__)
     settings = load_settings(data_dir=data_dir, model=model, device=device, config=config)
     endpoints = endpoints_or_exit(settings)
     if endpoint:

@@ -7,14 +7,16 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from retouch.api import uploads, webhook_secret
+from retouch import __version__
+from retouch.api import files, models, requests, uploads, webhook_secret, workers
 from retouch.api.body_limit import BodyLimitMiddleware
 from retouch.api.changes import ChangeFeed
+from retouch.api.docs import install_docs
 from retouch.api.errors import install_error_handlers
-from retouch.api.routes import router
+from retouch.api.openapi import install_openapi
 from retouch.api.state import AppState
-from retouch.api.views import Views
 from retouch.config import Settings
+from retouch.responses import ResponseBuilder
 from retouch.served_endpoints import Endpoint, load_endpoints
 from retouch.services import Services, open_services
 from retouch.webhooks.dispatcher import WebhookDispatcher
@@ -37,7 +39,10 @@ def create_app(
     @asynccontextmanager
     async def lifespan(started: FastAPI) -> AsyncIterator[None]:
         # Sends due webhooks (left over from before a restart too) while the API runs.
-        webhooks = WebhookDispatcher.for_state(started.state.retouch)
+        state: AppState = started.state.retouch
+        webhooks = WebhookDispatcher(
+            store=state.store, keys=state.keys, responses=state.responses, settings=settings
+        )
         webhooks.start()
         yield
         await webhooks.stop()
@@ -52,7 +57,12 @@ def create_app(
             "Self-hosted image editing from a text prompt, speaking the RunComfy Model API "
             "contract of google/nano-banana-2/edit."
         ),
-        version="0.1.0",
+        version=__version__,
+        # Operation ids are the handlers' names (submit_edit, get_status…): readable in a
+        # generated client, and unique because each handler is.
+        generate_unique_id_function=lambda route: route.name,
+        docs_url=None,  # served offline by install_docs
+        redoc_url=None,
     )
     app.state.retouch = AppState(
         settings=settings,
@@ -60,13 +70,17 @@ def create_app(
         keys=services.keys,
         storage=services.storage,
         signer=services.signer,
-        views=Views(services.signer, settings.url_ttl_seconds),
+        responses=ResponseBuilder(services.signer, settings.url_ttl_seconds),
         endpoints={endpoint.id: endpoint for endpoint in endpoints},
         changes=changes,
     )
     install_error_handlers(app)
-    app.include_router(router)
-    app.include_router(uploads.router)
-    app.include_router(webhook_secret.router)
+    install_docs(app)
+    routers = [
+        resource.router for resource in (requests, models, files, uploads, webhook_secret, workers)
+    ]
+    for router in routers:
+        app.include_router(router)
+    install_openapi(app, routers, endpoint_ids=[endpoint.id for endpoint in endpoints])
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     return app

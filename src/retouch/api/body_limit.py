@@ -10,7 +10,8 @@ import asyncio
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from retouch.api.errors import BODY_TOO_LARGE, SLOW_BODY, ApiError, error_response
+from retouch.api.errors import ApiError, error_response
+from retouch.contract.errors import BODY_TOO_LARGE, SLOW_BODY
 
 # A client that sends nothing for this long while uploading a body is dropped (slowloris).
 BODY_CHUNK_TIMEOUT_SECONDS = 30.0

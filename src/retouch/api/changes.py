@@ -10,7 +10,7 @@ import logging
 
 from retouch.jobs.store import JobStore
 
-log = logging.getLogger("retouch.api")
+log = logging.getLogger(__name__)
 
 # A commit is noticed within this long: well under a status poll's round trip.
 POLL_SECONDS = 0.01

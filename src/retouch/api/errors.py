@@ -8,26 +8,20 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 
-log = logging.getLogger("retouch.api")
+from retouch.contract.errors import (
+    INTERNAL,
+    INVALID_INPUT,
+    METHOD_NOT_ALLOWED,
+    UNKNOWN_ROUTE,
+    ErrorBody,
+)
 
-UNKNOWN_MODEL = 400001
-UNAUTHORIZED = 401001
-FORBIDDEN = 403001
-NOT_FOUND = 404001
-UNKNOWN_ROUTE = 404002
-METHOD_NOT_ALLOWED = 405001
-SLOW_BODY = 408001
-IDEMPOTENCY_CONFLICT = 409001
-BODY_TOO_LARGE = 413001
-INVALID_INPUT = 422001
-RANGE_NOT_SATISFIABLE = 416001
-RATE_LIMITED = 429001
-INTERNAL = 500001
-OVERLOADED = 503001
+log = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
@@ -54,11 +48,40 @@ def error_response(
     message: str,
     detail: Any = None,
     headers: dict[str, str] | None = None,
-) -> JSONResponse:
-    body: dict[str, Any] = {"error_code": code, "error_message": message}
-    if detail is not None:
-        body["detail"] = detail
-    return JSONResponse(body, status_code=status, headers=headers)
+) -> Response:
+    given = {} if detail is None else {"detail": detail}
+    body = ErrorBody(error_code=code, error_message=message, **given)
+    return Response(
+        body.to_json(),
+        status_code=status,
+        headers=headers,
+        media_type="application/json",
+    )
+
+
+# What each error status means, for the `responses` every route declares in the OpenAPI.
+_ERROR_MEANINGS = {
+    400: "Unknown model id (400001)",
+    401: "Missing, invalid or revoked API key (401001)",
+    403: "Bad or expired file signature (403001)",
+    404: "No such request, or not this key's, or expired (404001)",
+    408: "The request body stalled (408001)",
+    409: "Idempotency-Key reused for a different request (409001)",
+    413: "Body, or one input image, too large (413001)",
+    416: "Unsatisfiable Range (416001)",
+    422: "Invalid input: `detail` lists every bad field (422001)",
+    429: "Rate limited (429001), with Retry-After",
+    500: "Internal error (500001)",
+    503: "Overloaded: the queue is full (503001), with Retry-After",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The error answers of a route (500 always), each with the envelope's schema."""
+    return {
+        status: {"model": ErrorBody, "description": _ERROR_MEANINGS[status]}
+        for status in sorted({*statuses, 500})
+    }
 
 
 def field_path(location: tuple[int | str, ...]) -> str:
@@ -100,29 +123,48 @@ def field_error(field: str, message: str) -> ApiError:
     return ApiError(422, INVALID_INPUT, f"invalid input: {field}: {message}", detail=detail)
 
 
+def documented_methods(app: FastAPI, path: str) -> list[str]:
+    """The methods the OpenAPI document lists for the path template matching `path`."""
+    methods: set[str] = set()
+    for template, operations in app.openapi()["paths"].items():
+        if compile_path(template)[0].match(path):
+            methods.update(method.upper() for method in operations)
+    return sorted(methods)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
-    async def _api_error(_request: Request, error: ApiError) -> JSONResponse:
+    async def _api_error(_request: Request, error: ApiError) -> Response:
         return error_response(error.status, error.code, error.message, error.detail, error.headers)
 
     @app.exception_handler(RequestValidationError)
-    async def _request_validation(_request: Request, error: RequestValidationError) -> JSONResponse:
+    async def _request_validation(_request: Request, error: RequestValidationError) -> Response:
         errors = [dict(e) for e in error.errors()]
         api_error = invalid_input(errors)
         return error_response(422, INVALID_INPUT, api_error.message, api_error.detail)
 
     @app.exception_handler(ValidationError)
-    async def _validation(_request: Request, error: ValidationError) -> JSONResponse:
+    async def _validation(_request: Request, error: ValidationError) -> Response:
         api_error = invalid_input([dict(e) for e in error.errors()])
         return error_response(422, INVALID_INPUT, api_error.message, api_error.detail)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, error: StarletteHTTPException) -> JSONResponse:
+    async def _http(_request: Request, error: StarletteHTTPException) -> Response:
         if error.status_code == 404:
             return error_response(404, UNKNOWN_ROUTE, "no such route: see /docs for the API")
         if error.status_code == 405:
+            # RFC 9110 requires `Allow`. Starlette names only the first route matching the
+            # path; a path served by several (GET and POST /v1/webhooks/secret) has them all
+            # in the OpenAPI document.
+            headers = dict(error.headers or {})
+            documented = documented_methods(_request.app, _request.url.path)
+            if documented:
+                headers["Allow"] = ", ".join(documented)
             return error_response(
-                405, METHOD_NOT_ALLOWED, "method not allowed on this route: see /docs"
+                405,
+                METHOD_NOT_ALLOWED,
+                "method not allowed on this route: see /docs",
+                headers=headers,
             )
         return error_response(
             error.status_code,
@@ -133,6 +175,6 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(Exception)
-    async def _internal(_request: Request, error: Exception) -> JSONResponse:
+    async def _internal(_request: Request, error: Exception) -> Response:
         log.exception("internal error", exc_info=error)
         return error_response(500, INTERNAL, "internal error: the operator's log has the details")

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from retouch.api.changes import ChangeFeed
-from retouch.api.views import Views
 from retouch.auth.keys import KeyStore
 from retouch.config import Settings
 from retouch.jobs.store import JobStore
+from retouch.responses import ResponseBuilder
 from retouch.served_endpoints import Endpoint
 from retouch.storage.local import LocalStorage
 from retouch.storage.signing import UrlSigner
@@ -21,6 +21,6 @@ class AppState:
     keys: KeyStore
     storage: LocalStorage
     signer: UrlSigner
-    views: Views
+    responses: ResponseBuilder
     endpoints: dict[str, Endpoint]
     changes: ChangeFeed

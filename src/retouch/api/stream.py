@@ -4,31 +4,27 @@ their own."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import AsyncIterator
-from typing import Any
 
 from fastapi.sse import format_sse_event
 
 from retouch.api.state import AppState
+from retouch.contract.bodies import Result, Status
 from retouch.contract.states import FINISHED_STATES
 from retouch.jobs.models import Job
+from retouch.responses import webhook_state
 
 # A comment line this often keeps proxies from closing a quiet stream.
 KEEPALIVE_SECONDS = 15.0
 
 
-def _json(body: dict[str, Any]) -> str:
-    return json.dumps(body, separators=(",", ":"))
-
-
-def result_body(state: AppState, base: str, job: Job) -> dict[str, Any]:
+def result_body(state: AppState, base: str, job: Job) -> Result:
     """The result body, with the webhook delivery's attempts when the job asked for one (the
     webhook's own body is the plain result: see retouch.webhooks)."""
-    body = state.views.result(base, job)
+    body = state.responses.result(base, job)
     if job.webhook_url:
-        body["webhook"] = state.views.webhook(job.webhook_url, state.store.delivery(job.id))
+        body.webhook = webhook_state(job.webhook_url, state.store.delivery(job.id))
     return body
 
 
@@ -52,18 +48,20 @@ async def status_events(
 ) -> AsyncIterator[bytes]:
     """`status` events (the status body) whenever it changes, then one `result` event with the
     result body, then the end of the stream."""
-    sent: dict[str, Any] | None = None
+    sent: Status | None = None
     while True:
         marker = state.changes.marker()
         job = state.store.get(job_id, key_id=key_id)
         if job is None:  # expired or deleted while streaming
             return
-        status = state.views.status(base, job)
+        status = state.responses.status(base, job)
         if status != sent:
-            yield format_sse_event(event="status", data_str=_json(status))
+            yield format_sse_event(event="status", data_str=status.to_json().decode())
             sent = status
         if job.state in FINISHED_STATES:
-            yield format_sse_event(event="result", data_str=_json(result_body(state, base, job)))
+            yield format_sse_event(
+                event="result", data_str=result_body(state, base, job).to_json().decode()
+            )
             return
         if not await state.changes.wait(marker, KEEPALIVE_SECONDS):
             yield format_sse_event(comment="keep-alive")

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 
 from retouch.api.errors import field_error
+from retouch.contract import idempotency
 from retouch.media.addresses import AddressPolicy
 from retouch.media.errors import MediaError
 from retouch.storage.own_files import own_file
@@ -19,8 +20,6 @@ from retouch.storage.signing import UrlSigner
 
 MAX_PREFER_WAIT_SECONDS = 60
 MAX_WEBHOOK_URL_LENGTH = 2048
-# RFC 9110 field values are visible ASCII; 255 matches what hosted APIs accept.
-_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e][\x20-\x7e]{0,254}")
 
 
 def prefer_wait(header: str | None) -> int | None:
@@ -46,11 +45,8 @@ def prefer_wait(header: str | None) -> int | None:
 def idempotency_key(header: str | None) -> str | None:
     if header is None:
         return None
-    if not _IDEMPOTENCY_KEY.fullmatch(header):
-        raise field_error(
-            "Idempotency-Key",
-            "must be 1 to 255 visible ASCII characters (a UUID is a good key)",
-        )
+    if not idempotency.is_valid_key(header):
+        raise field_error(idempotency.HEADER, idempotency.RULE)
     return header
 
 

@@ -12,14 +12,16 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from fastapi import APIRouter, Request
+from fastapi.responses import Response
 from PIL import Image
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from retouch.api.errors import BODY_TOO_LARGE, ApiError, field_error
-from retouch.api.routes import Authenticated, base_url
-from retouch.api.views import iso_utc
+from retouch.api.dependencies import Authenticated, base_url, send
+from retouch.api.errors import ApiError, error_responses, field_error
+from retouch.contract.bodies import Upload, from_timestamp
+from retouch.contract.errors import BODY_TOO_LARGE
 from retouch.media.decode import FORMATS, decode_image
 from retouch.media.encode import CONTENT_TYPES, FILE_EXTENSIONS, OutputFormat, encode_image
 from retouch.media.errors import MediaError
@@ -105,6 +107,7 @@ async def read_upload(request: Request, max_bytes: int) -> bytes:
     return data
 
 
+_ACCEPTED_TYPES: Final = ", ".join(CONTENT_TYPES[served] for served in _SERVED.values())
 UPLOAD_OPENAPI: Final[dict[str, Any]] = {
     "requestBody": {
         "required": True,
@@ -117,10 +120,12 @@ UPLOAD_OPENAPI: Final[dict[str, Any]] = {
                         FIELD: {
                             "type": "string",
                             "format": "binary",
+                            "contentMediaType": _ACCEPTED_TYPES,
                             "description": f"One image: {', '.join(FORMATS)}",
                         }
                     },
-                }
+                },
+                "encoding": {FIELD: {"contentType": _ACCEPTED_TYPES}},
             }
         },
     }
@@ -132,8 +137,10 @@ UPLOAD_OPENAPI: Final[dict[str, Any]] = {
     tags=["files"],
     summary="Upload an image; its signed URL can go in image_urls",
     openapi_extra=UPLOAD_OPENAPI,
+    response_model=Upload,
+    responses=error_responses(401, 408, 413, 422),
 )
-async def upload_file(request: Request, caller: Authenticated) -> dict[str, Any]:
+async def upload_file(request: Request, caller: Authenticated) -> Response:
     """Answers `{url, expires_at, content_type, width, height, bytes}`. The URL is signed
     and expires like an output's; the file stays until the operator removes it."""
     state = caller.state
@@ -146,14 +153,16 @@ async def upload_file(request: Request, caller: Authenticated) -> dict[str, Any]
     folder = uuid.uuid5(UPLOAD_NAMESPACE, f"{caller.key_id}:{checked.sha256}")
     name = f"{folder}/upload.{FILE_EXTENSIONS[checked.format]}"
     await run_in_threadpool(state.storage.put, name, checked.data)
-    url = state.views.file_url(base_url(request, state), name)
+    url = state.responses.file_url(base_url(request, state), name)
     signed = parse_file_url(url)
     assert signed is not None  # the URL we just built has our shape
-    return {
-        "url": url,
-        "expires_at": iso_utc(signed.expires),
-        "content_type": CONTENT_TYPES[checked.format],
-        "width": checked.width,
-        "height": checked.height,
-        "bytes": len(checked.data),
-    }
+    return send(
+        Upload(
+            url=url,
+            expires_at=from_timestamp(signed.expires),
+            content_type=CONTENT_TYPES[checked.format],
+            width=checked.width,
+            height=checked.height,
+            size=len(checked.data),
+        )
+    )

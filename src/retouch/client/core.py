@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import mimetypes
 import random
-import re
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -35,6 +34,8 @@ from retouch.client.effects import (
     Sleep,
     WriteFile,
 )
+from retouch.contract import idempotency
+from retouch.contract.errors import INVALID_INPUT, NOT_FOUND
 from retouch.contract.inputs import DEFAULT_ENDPOINT
 
 M = TypeVar("M", bound=BaseModel)
@@ -43,11 +44,6 @@ USER_AGENT = "retouch-python"
 # Answers worth retrying for a request that is safe to repeat: the server (or a proxy in
 # front of it) could not take it now, and nothing was done.
 RETRY_STATUSES = frozenset({502, 503, 504})
-# "No such request", as opposed to the other 404s ("no such route": no event stream here).
-REQUEST_NOT_FOUND = 404001
-# The server's rule for an Idempotency-Key (visible ASCII, 1 to 255 characters), without the
-# trailing spaces that HTTP would strip (and httpx refuses to send).
-IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]{0,253}[\x21-\x7e])?")
 # The least time a request made during a wait is given, even at the wait's deadline: the
 # most a wait can outlast its timeout by, per request.
 MIN_REQUEST_TIMEOUT = 0.5
@@ -153,14 +149,14 @@ def new_idempotency_key() -> str:
 def check_idempotency_key(key: str | None) -> None:
     """Raise InvalidInputError (as the server's 422001 would) for a key no server accepts;
     checked before anything is sent (httpx cannot even encode a non-ASCII header)."""
-    if key is None or IDEMPOTENCY_KEY.fullmatch(key):
+    if key is None or idempotency.is_valid_key(key):
         return
-    message = "must be 1 to 255 visible ASCII characters, spaces only between them (a UUID is good)"
+    header, rule = idempotency.HEADER, idempotency.RULE
     raise errors.InvalidInputError(
         None,
-        422001,
-        f"invalid input: Idempotency-Key: {message}",
-        [{"field": "Idempotency-Key", "path": ["Idempotency-Key"], "message": message}],
+        INVALID_INPUT,
+        f"invalid input: {header}: {rule}",
+        [{"field": header, "path": [header], "message": rule}],
     )
 
 
@@ -568,9 +564,10 @@ class Core:
     def _stream_refused(self, response: httpx.Response) -> None:
         """After a stream request that got no event stream: remember when the server has no
         such route; raise what polling would raise anyway (a bad key, an unknown id)."""
-        code = errors.error_body(response).get("error_code")
+        envelope = errors.error_body(response)
+        code = envelope.error_code if envelope is not None else None
         status = response.status_code
-        if (status == 404 and code != REQUEST_NOT_FOUND) or status == 405:
+        if (status == 404 and code != NOT_FOUND) or status == 405:
             self.use_stream = False
         elif status < 500 and not response.is_success:
             raise errors.error_from_response(response)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 
 import httpx
+from pydantic import ValidationError
+
+from retouch.contract.errors import ErrorBody
 
 if TYPE_CHECKING:
     from retouch.client.models import Result, Status
@@ -163,30 +165,32 @@ def retry_after(headers: Mapping[str, str]) -> float | None:
     return max(0.0, (moment - datetime.now(UTC)).total_seconds())
 
 
-def error_body(response: httpx.Response) -> dict[str, Any]:
-    """The error envelope `{error_code, error_message, detail?}`, or {} when the body is
+def error_body(response: httpx.Response) -> ErrorBody | None:
+    """The error envelope `{error_code, error_message, detail?}`, or None when the body is
     something else (a proxy's HTML page, say). The response must have been read."""
     try:
-        body = json.loads(response.content)
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
+        return ErrorBody.model_validate_json(response.content)
+    except ValidationError:
+        return None
 
 
 def error_from_response(response: httpx.Response) -> RetouchError:
     """The typed error of an error response (which must have been read)."""
     body = error_body(response)
     status = response.status_code
-    message = body.get("error_message")
-    if not isinstance(message, str):
+    if body is not None:
+        message = body.error_message
+    else:
         text = response.text.strip()[:300]
         message = f"HTTP {status} {response.reason_phrase}" + (f": {text}" if text else "")
-    code = body.get("error_code")
+    detail = None
+    if body is not None and body.detail is not None:
+        detail = [problem.model_dump() for problem in body.detail]
     error_class = _BY_STATUS.get(status) or (ServerError if status >= 500 else BadRequestError)
     return error_class(
         status,
-        code if isinstance(code, int) else None,
+        body.error_code if body is not None else None,
         message,
-        body.get("detail"),
+        detail,
         retry_after=retry_after(response.headers),
     )

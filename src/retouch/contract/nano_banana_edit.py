@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from retouch.contract.sizes import AspectRatio, Resolution
 
@@ -52,6 +52,16 @@ def _check_image_uri(uri: str) -> str:
     return uri
 
 
+def _whole_number(value: object) -> object:
+    """2.0 is the integer 2, as JSON Schema counts it (its `integer` admits a zero fraction);
+    2.5, "2" and true stay refused by the strict model."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+JsonInteger = Annotated[int, BeforeValidator(_whole_number)]
+
 ImageUri = Annotated[
     str,
     AfterValidator(_check_image_uri),
@@ -68,7 +78,9 @@ class NanoBananaEditInput(BaseModel):
         title="Prompt",
         description="The prompt for the image edit.",
         max_length=MAX_PROMPT_CHARS,
-        json_schema_extra={"default": DEFAULT_PROMPT},
+        # What _check_prompt enforces, stated in the schema (not min_length: its message
+        # would replace the one that says what to do).
+        json_schema_extra={"default": DEFAULT_PROMPT, "minLength": 1, "pattern": r"\S"},
     )
     image_urls: list[ImageUri] = Field(
         title="Images",
@@ -76,8 +88,8 @@ class NanoBananaEditInput(BaseModel):
         min_length=1,
         max_length=MAX_IMAGES,
     )
-    num_images: int = Field(1, ge=1, le=4, title="Number of images")
-    seed: int = Field(
+    num_images: JsonInteger = Field(1, ge=1, le=4, title="Number of images")
+    seed: JsonInteger = Field(
         0, ge=INT64_MIN, le=INT64_MAX, title="Seed", description="Image k uses seed + k."
     )
     aspect_ratio: AspectRatio = Field(
@@ -87,7 +99,7 @@ class NanoBananaEditInput(BaseModel):
     )
     resolution: Resolution = Field("1K", title="Resolution")
     output_format: Literal["jpeg", "png", "webp"] = Field("png", title="Output format")
-    safety_tolerance: Literal[1, 2, 3, 4, 5, 6] = Field(
+    safety_tolerance: Annotated[Literal[1, 2, 3, 4, 5, 6], BeforeValidator(_whole_number)] = Field(
         4, title="Safety tolerance", description="1 is the strictest, 6 the most permissive."
     )
     limit_generations: bool = Field(

@@ -6,6 +6,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+
+from retouch.contract.bodies import Generation, ModelInfo, References
 from retouch.contract.states import JobState
 
 
@@ -140,3 +143,31 @@ class WorkerRecord:
     started_at: float
     last_seen: float
     info: dict[str, Any]
+
+
+class StoredOutput(BaseModel):
+    """One stored output file of a succeeded job."""
+
+    file: str
+    """Its storage name, `<job id>/<index>-<attempt>.<ext>`; the result signs a URL for it."""
+    content_type: str
+    size: int = Field(validation_alias=AliasChoices("bytes", "size"), serialization_alias="bytes")
+    seed: int
+
+
+class StoredResult(BaseModel):
+    """What a succeeded job stores (`run_edit_job` makes it, the worker stores it, the result
+    body shows it): its files, and the extras the result shows as they are."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    outputs: list[StoredOutput]
+    model: ModelInfo | None = None
+    generation: Generation | None = None
+    references: References | None = None
+    has_nsfw_concepts: list[bool] | None = None
+    warnings: list[str] = Field(default_factory=list)
+    timings: dict[str, float] = Field(default_factory=dict)
+
+    def as_json_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True, exclude_unset=True)

@@ -26,6 +26,7 @@ from sqlalchemy import (
     update,
 )
 
+from retouch.contract import idempotency
 from retouch.contract.states import JobState
 from retouch.jobs.database import migrate, open_sqlite, writer
 from retouch.jobs.models import (
@@ -55,7 +56,7 @@ from retouch.jobs.store import WORKER_LOST
 # costs one tiny pragma read per tick and no write lock.
 CHANGE_POLL_SECONDS = 0.005
 # An Idempotency-Key answers its first request for this long.
-IDEMPOTENCY_SECONDS = 24 * 3600.0
+IDEMPOTENCY_SECONDS = idempotency.KEPT_SECONDS
 
 
 _AHEAD = jobs.alias("ahead")

@@ -9,24 +9,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Final, TypeVar
 
-from retouch.api.state import AppState
-from retouch.api.views import Views
 from retouch.auth.keys import KeyStore
 from retouch.config import Settings
 from retouch.jobs.models import Delivery, DeliveryAttempt
 from retouch.jobs.store import JobStore
+from retouch.responses import ResponseBuilder
 from retouch.webhooks.backoff import RetrySchedule
 from retouch.webhooks.sender import Outcome, WebhookSender
 from retouch.webhooks.signing import message_id, signed_headers
 
-log = logging.getLogger("retouch.webhooks")
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 # How often an idle dispatcher reads when the next delivery is due (a read, no write lock;
@@ -54,13 +52,13 @@ class WebhookDispatcher:
         *,
         store: JobStore,
         keys: KeyStore,
-        views: Views,
+        responses: ResponseBuilder,
         settings: Settings,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
         self.keys = keys
-        self.views = views
+        self.responses = responses
         self.sender = WebhookSender(settings.fetch_allow, settings.webhook_timeout_seconds)
         self.schedule = schedule_from(settings)
         self.concurrency = settings.webhook_concurrency
@@ -75,10 +73,6 @@ class WebhookDispatcher:
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._db_threads = ThreadPoolExecutor(max_workers=2, thread_name_prefix="webhook-db")
-
-    @classmethod
-    def for_state(cls, state: AppState) -> WebhookDispatcher:
-        return cls(store=state.store, keys=state.keys, views=state.views, settings=state.settings)
 
     async def _in_db_thread(self, call: Callable[[], T]) -> T:
         """Database calls run on threads of their own: the default executor also runs DNS
@@ -172,8 +166,8 @@ class WebhookDispatcher:
             functools.partial(self.keys.webhook_secret, delivery.key_id)
         )
         # Built now, not when the job ended: the output URLs are signed fresh for each attempt.
-        result = self.views.result(job.base_url or self.fallback_base, job)
-        body = json.dumps(result, separators=(",", ":"))
+        result = self.responses.result(job.base_url or self.fallback_base, job)
+        body = result.to_json().decode()
         headers = signed_headers(secret, message_id(job.id), body, self.clock())
         return await self.sender.send(delivery.url, body, headers)
 

@@ -12,11 +12,13 @@ from typing import Any, Protocol
 
 from PIL import Image
 
+from retouch.contract.bodies import Generation, ModelInfo, References
 from retouch.contract.nano_banana_edit import NanoBananaEditInput
 from retouch.contract.sizes import output_size
 from retouch.engine.base import EditCancelled, EditRequest, Engine
 from retouch.engine.references import combine_references
 from retouch.engine.upscale import Upscaler
+from retouch.jobs.models import StoredOutput, StoredResult
 from retouch.media.decode import decode_image
 from retouch.media.encode import CONTENT_TYPES, FILE_EXTENSIONS, encode_image, resize_exact
 from retouch.media.errors import MediaError
@@ -149,6 +151,18 @@ class JobTools:
     moderator: Moderator
 
 
+def model_info(engine: Engine) -> ModelInfo:
+    """The engine as results and worker listings show it."""
+    info = engine.info
+    return ModelInfo(
+        engine=info.engine,
+        model=info.model,
+        preview=info.preview,
+        device=info.device,
+        dtype=info.dtype,
+    )
+
+
 def finish_size(
     image: Image.Image, width: int, height: int, *, engine: Engine, upscaler: Upscaler
 ) -> tuple[Image.Image, str]:
@@ -169,7 +183,7 @@ def run_edit_job(
     input: dict[str, Any],
     tools: JobTools,
     reporter: JobReporter,
-) -> dict[str, Any]:
+) -> StoredResult:
     """Run the job; returns the result to store. Output files are named per attempt so a
     worker that lost its lease can never overwrite the files of the one that took over.
     Raises JobFailure, or EditCancelled when the reporter said stop."""
@@ -256,7 +270,7 @@ def run_edit_job(
         )
     if reporter.should_cancel():
         raise EditCancelled()
-    outputs: list[dict[str, Any]] = []
+    outputs: list[StoredOutput] = []
     extension = FILE_EXTENSIONS[fields.output_format]
     try:
         for index, (image, _, seed) in enumerate(finished):
@@ -264,42 +278,36 @@ def run_edit_job(
             name = f"{job_id}/{index}-{attempt_tag}.{extension}"
             tools.storage.put(name, data)
             outputs.append(
-                {
-                    "file": name,
-                    "content_type": CONTENT_TYPES[fields.output_format],
-                    "bytes": len(data),
-                    "seed": seed,
-                }
+                StoredOutput(
+                    file=name,
+                    content_type=CONTENT_TYPES[fields.output_format],
+                    size=len(data),
+                    seed=seed,
+                )
             )
     except BaseException:
         # A job that does not succeed leaves no files (a full disk on image 3 of 4, say).
         for output in outputs:
-            tools.storage.delete(output["file"])
+            tools.storage.delete(output.file)
         raise
     timer.lap("encode_store_s")
     reporter.log(f"stored {len(outputs)} {fields.output_format} file(s) of {width}×{height}")
 
-    return {
-        "outputs": outputs,
-        "model": {
-            "engine": engine.info.engine,
-            "model": engine.info.model,
-            "preview": engine.info.preview,
-            "device": engine.info.device,
-            "dtype": engine.info.dtype,
-        },
-        "generation": {
-            "aspect_ratio": ratio,
-            "width": width,
-            "height": height,
-            "generated_width": generated_width,
-            "generated_height": generated_height,
-            "resize": resize,
-            "seeds": seeds,
-            "input_sizes": [list(image.size) for image in images],
-        },
-        "references": plan.as_dict(),
-        "has_nsfw_concepts": withheld,
-        "warnings": warnings,
-        "timings": timer.timings,
-    }
+    return StoredResult(
+        outputs=outputs,
+        model=model_info(engine),
+        generation=Generation(
+            aspect_ratio=ratio,
+            width=width,
+            height=height,
+            generated_width=generated_width,
+            generated_height=generated_height,
+            resize=resize,
+            seeds=seeds,
+            input_sizes=[list(image.size) for image in images],
+        ),
+        references=References.model_validate(plan.as_dict()),
+        has_nsfw_concepts=withheld,
+        warnings=warnings,
+        timings=timer.timings,
+    )

@@ -16,15 +16,16 @@ from retouch.engine.base import EditCancelled, Engine
 from retouch.engine.upscale import Upscaler
 from retouch.jobs.models import Claim
 from retouch.jobs.store import JobStore
+from retouch.log_context import request_id_bound
 from retouch.media.fetch import FetchConfig
 from retouch.safety.moderation import Moderator
 from retouch.served_endpoints import Endpoint
 from retouch.storage.local import LocalStorage
 from retouch.storage.signing import UrlSigner
-from retouch.worker.edit_job import JobFailure, JobTools, run_edit_job
+from retouch.worker.edit_job import JobFailure, JobTools, model_info, run_edit_job
 from retouch.worker.memory import memory_report
 
-log = logging.getLogger("retouch.worker")
+log = logging.getLogger(__name__)
 
 # An idle worker still tries to claim this often, so expired leases get reaped even when no
 # other process writes to the database.
@@ -173,13 +174,7 @@ class Worker:
         return {
             "endpoints": list(self.endpoints),
             "engines": {
-                endpoint: {
-                    "engine": engine.info.engine,
-                    "model": engine.info.model,
-                    "preview": engine.info.preview,
-                    "device": engine.info.device,
-                    "dtype": engine.info.dtype,
-                }
+                endpoint: model_info(engine).model_dump()
                 for endpoint, engine in self.engines.engines.items()
             },
             "upscaler": self.upscaler.name,
@@ -239,6 +234,10 @@ class Worker:
             self.store.add_log(claim.job.id, level="error", message=f"failed: {message}")
 
     def run_claim(self, claim: Claim) -> None:
+        with request_id_bound(claim.job.id):
+            self._run_claim(claim)
+
+    def _run_claim(self, claim: Claim) -> None:
         job = claim.job
         log.info("job %s: started (attempt %d)", job.id, job.attempts)
         started = time.perf_counter()
@@ -283,13 +282,14 @@ class Worker:
                     "details. Submitting again may work.",
                 )
                 return
-        result["timings"]["job_s"] = round(time.perf_counter() - started, 4)
-        if not self.store.complete(claim, result=result):
+        result.timings["job_s"] = round(time.perf_counter() - started, 4)
+        files = [output.file for output in result.outputs]
+        if not self.store.complete(claim, result=result.as_json_dict()):
             # Cancelled, or taken over by another worker after our lease expired: the
             # files of this attempt are not the job's outcome.
-            for output in result["outputs"]:
-                self.storage.delete(output["file"])
+            for name in files:
+                self.storage.delete(name)
             log.warning("job %s: finished after losing the claim; discarded", job.id)
             return
-        self.storage.keep_only(job.id, [output["file"] for output in result["outputs"]])
+        self.storage.keep_only(job.id, files)
         log.info("job %s: succeeded in %.2f s", job.id, time.perf_counter() - started)

@@ -14,7 +14,7 @@ import threading
 
 from retouch.config import Settings
 
-log = logging.getLogger("retouch.serve")
+log = logging.getLogger(__name__)
 
 RESTART_DELAY_SECONDS = 1.0
 STOP_GRACE_SECONDS = 10.0

@@ -1,0 +1,92 @@
+"""What every route module shares: the app state, authentication, the request lookup, and
+sending a typed body."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.responses import Response
+
+from retouch.api.errors import ApiError
+from retouch.api.state import AppState
+from retouch.contract.bodies import Body
+from retouch.contract.errors import NOT_FOUND, UNAUTHORIZED, UNKNOWN_MODEL
+from retouch.jobs.models import Job
+from retouch.log_context import bind_request_id
+
+
+def app_state(request: Request) -> AppState:
+    state: AppState = request.app.state.retouch
+    return state
+
+
+def base_url(request: Request, state: AppState) -> str:
+    if state.settings.public_base_url:
+        return state.settings.public_base_url.rstrip("/")
+    return str(request.base_url).rstrip("/")
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The app state and the key id of an authenticated request."""
+
+    state: AppState
+    key_id: str
+
+
+async def authenticate(request: Request) -> Caller:
+    """One flat dependency (no sub-dependencies): resolving a tree of them costs more than a
+    status poll's database read. The OpenAPI's bearer scheme is added for every route that
+    depends on this (retouch.api.openapi)."""
+    state = app_state(request)
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ApiError(
+            401,
+            UNAUTHORIZED,
+            "missing API key: send the header 'Authorization: Bearer <key>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    found = state.keys.authenticate(token.strip())
+    if found is None:
+        raise ApiError(
+            401,
+            UNAUTHORIZED,
+            "invalid or revoked API key: create one with `retouch keys create --name NAME`",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return Caller(state, found)
+
+
+Authenticated = Annotated[Caller, Depends(authenticate)]
+
+
+def request_not_found(request_id: str) -> ApiError:
+    return ApiError(404, NOT_FOUND, f"request {request_id} not found (or expired)")
+
+
+def find_job(state: AppState, request_id: str, owner: str) -> Job:
+    job = state.store.get(request_id, key_id=owner)
+    if job is None:
+        raise request_not_found(request_id)
+    bind_request_id(job.id)
+    return job
+
+
+def check_endpoint(state: AppState, endpoint: str) -> None:
+    if endpoint not in state.endpoints:
+        known = ", ".join(state.endpoints)
+        raise ApiError(
+            400, UNKNOWN_MODEL, f"unknown model id {endpoint!r}; this server serves: {known}"
+        )
+
+
+def send(body: Body, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """A typed body as JSON, serialised by pydantic directly: FastAPI's generic encoding of a
+    returned model validates it again and costs more than a status poll's database read."""
+    return Response(
+        body.to_json(), status_code=status_code, headers=headers, media_type="application/json"
+    )

@@ -1,0 +1,336 @@
+"""The contract's request routes: submit, status, result, the event stream, the request list
+and cancel."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+from fastapi.sse import EventSourceResponse
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from retouch.api import submit_options
+from retouch.api.dependencies import (
+    Authenticated,
+    Caller,
+    base_url,
+    check_endpoint,
+    find_job,
+    request_not_found,
+    send,
+)
+from retouch.api.errors import ApiError, error_responses, field_error, invalid_input
+from retouch.api.state import AppState
+from retouch.api.stream import result_body, status_events, wait_for_end
+from retouch.contract.bodies import (
+    CancelOutcome,
+    RequestList,
+    Result,
+    Status,
+    Submission,
+)
+from retouch.contract.errors import IDEMPOTENCY_CONFLICT, INVALID_INPUT, OVERLOADED
+from retouch.contract.idempotency import HEADER as IDEMPOTENCY_HEADER
+from retouch.contract.idempotency import PATTERN as IDEMPOTENCY_PATTERN
+from retouch.contract.inputs import INPUT_MODEL, input_schema
+from retouch.contract.states import STATUS_NAMES, CancelOutcomeName, JobState
+from retouch.jobs.models import Idempotency, IdempotencyConflict, QueueFull
+from retouch.log_context import bind_request_id
+from retouch.responses import log_entries, retry_after
+
+router = APIRouter(tags=["requests"])
+
+# A cursor is a job's seq: ASCII digits within SQLite's 64-bit integers.
+CURSOR_PATTERN = r"^[0-9]{1,19}$"
+
+
+def parse_input(body: bytes) -> dict[str, Any]:
+    try:
+        json.loads(body)
+    except (ValueError, RecursionError) as error:
+        raise ApiError(
+            422,
+            INVALID_INPUT,
+            "invalid input: the body is not valid JSON",
+            detail=[{"field": "body", "path": [], "message": f"not valid JSON: {error}"}],
+        ) from None
+    try:
+        return INPUT_MODEL.model_validate_json(body).model_dump(mode="json")
+    except ValidationError as error:
+        raise invalid_input([dict(e) for e in error.errors()]) from None
+
+
+def parse_submission(
+    body: bytes, endpoint: str, key: str | None, webhook: str | None, state: AppState
+) -> tuple[dict[str, Any], Idempotency | None]:
+    """The validated fields, and the idempotency record when a key was sent. Blocking."""
+    fields = parse_input(body)
+    if key is None:
+        return fields, None
+    digest = submit_options.request_hash(endpoint, fields, webhook, state.signer)
+    return fields, Idempotency(key, digest)
+
+
+SUBMIT_OPENAPI: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": input_schema()}},
+    },
+    "parameters": [
+        {
+            "name": IDEMPOTENCY_HEADER,
+            "in": "header",
+            "required": False,
+            "description": "Makes retries safe: the same key and body within 24 h answer the "
+            "first request again (Idempotent-Replayed: true)",
+            "schema": {"type": "string", "pattern": IDEMPOTENCY_PATTERN, "maxLength": 255},
+        },
+        {
+            "name": "Prefer",
+            "in": "header",
+            "required": False,
+            "description": "wait=N (0 to 60): answer with the result body if the job ends "
+            "within N seconds",
+            "schema": {"type": "string"},
+        },
+    ],
+}
+
+
+# One server-sent event of the stream: its data is a Status or, last, a Result body.
+STREAM_EVENT: dict[str, Any] = {
+    "type": "object",
+    "required": ["event", "data"],
+    "properties": {
+        "event": {"type": "string", "enum": ["status", "result"]},
+        "data": {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "contentSchema": {
+                "anyOf": [
+                    {"$ref": "#/components/schemas/Status"},
+                    {"$ref": "#/components/schemas/Result"},
+                ]
+            },
+        },
+    },
+}
+
+# Where a submit's request_id leads (OpenAPI links: generated clients and fuzzers follow them).
+FOLLOW_LINKS: dict[str, Any] = {
+    operation: {
+        "operationId": operation,
+        "parameters": {"request_id": "$response.body#/request_id"},
+    }
+    for operation in ("get_status", "get_result", "stream_events", "cancel_request")
+}
+
+
+async def _submit(
+    request: Request, state: AppState, owner: str, endpoint: str, webhook: str | None
+) -> Response:
+    check_endpoint(state, endpoint)
+    wait = submit_options.prefer_wait(request.headers.get("prefer"))
+    key = submit_options.idempotency_key(request.headers.get("idempotency-key"))
+    hook = submit_options.webhook_url(webhook, state.settings.fetch_allow)
+    # Validation and hashing of a large body (data: URIs) must not hold up the event loop.
+    fields, idempotency = await run_in_threadpool(
+        parse_submission, await request.body(), endpoint, key, hook, state
+    )
+    base = base_url(request, state)
+    try:
+        job = await run_in_threadpool(
+            state.store.submit,
+            key_id=owner,
+            endpoint=endpoint,
+            input=fields,
+            max_queued=state.settings.max_queued_jobs,
+            webhook_url=hook,
+            base_url=base,
+            idempotency=idempotency,
+        )
+    except QueueFull:
+        raise ApiError(
+            503,
+            OVERLOADED,
+            "the queue is full: retry after a few seconds",
+            headers={"Retry-After": "5"},
+        ) from None
+    except IdempotencyConflict as conflict:
+        raise ApiError(
+            409,
+            IDEMPOTENCY_CONFLICT,
+            f"Idempotency-Key {key!r} was used in the last 24 h for a different request "
+            f"({conflict.job_id}): send exactly the same body to get that request back, or "
+            "use a new key for a new request",
+        ) from None
+    bind_request_id(job.id)
+    headers = {"Idempotent-Replayed": "true"} if job.replayed else {}
+    body: Submission | Result = state.responses.submitted(base, job)
+    if wait is not None:
+        headers["Preference-Applied"] = f"wait={wait}"
+        finished = await wait_for_end(state, job.id, owner, wait)
+        if finished is not None:
+            body = result_body(state, base, finished)
+    return send(body, headers=headers)
+
+
+@router.post(
+    "/v1/models/{owner_name}/{model_name}/{task}",
+    summary="Submit a request to an endpoint (GET /v1/models lists them)",
+    openapi_extra=SUBMIT_OPENAPI,
+    response_model=Submission | Result,
+    responses={200: {"links": FOLLOW_LINKS}, **error_responses(400, 401, 408, 409, 413, 422, 503)},
+)
+async def submit_edit(
+    request: Request,
+    caller: Authenticated,
+    owner_name: str,
+    model_name: str,
+    task: str,
+    webhook: Annotated[
+        str | None,
+        Query(
+            description="POST the result here when the job ends (signed)",
+            # Checked by submit_options.webhook_url, with a message naming what is wrong.
+            json_schema_extra={"format": "uri", "pattern": "^https?://", "maxLength": 2048},
+        ),
+    ] = None,
+) -> Response:
+    """Answers the request id and its URLs; with `Prefer: wait=N`, the result body when the job
+    ends within N seconds."""
+    endpoint = f"{owner_name}/{model_name}/{task}"
+    return await _submit(request, caller.state, caller.key_id, endpoint, webhook)
+
+
+def job_body(request: Request, request_id: str, caller: Caller, logs: bool, view: str) -> Response:
+    """The status or result body of a job; `?logs=1` adds its timestamped log lines."""
+    state = caller.state
+    job = find_job(state, request_id, caller.key_id)
+    base = base_url(request, state)
+    body = state.responses.status(base, job) if view == "status" else result_body(state, base, job)
+    if logs:
+        body.logs = log_entries(state.store.logs(job.id))
+    wait = retry_after(job)
+    return send(body, headers={"Retry-After": str(wait)} if wait is not None else None)
+
+
+Logs = Annotated[bool, Query(description="Add the job's timestamped log lines")]
+
+
+@router.get(
+    "/v1/requests/{request_id}/status",
+    response_model=Status,
+    responses=error_responses(401, 404, 422),
+)
+async def get_status(
+    request: Request, request_id: str, caller: Authenticated, logs: Logs = False
+) -> Response:
+    """`Retry-After` says when to ask again while the job is unfinished."""
+    return job_body(request, request_id, caller, logs, "status")
+
+
+@router.get(
+    "/v1/requests/{request_id}/result",
+    response_model=Result,
+    responses=error_responses(401, 404, 422),
+)
+async def get_result(
+    request: Request, request_id: str, caller: Authenticated, logs: Logs = False
+) -> Response:
+    """`Retry-After` says when to ask again while the job is unfinished."""
+    return job_body(request, request_id, caller, logs, "result")
+
+
+# Not response_class=EventSourceResponse: FastAPI would then expect a generator endpoint, and
+# this one answers a plain 404 before any stream starts.
+@router.get(
+    "/v1/requests/{request_id}/stream",
+    response_model=None,
+    response_class=Response,  # no JSON body to declare: the events are described below
+    responses={
+        200: {
+            "description": "Server-sent events: `status` (a Status body) on every change, "
+            "then `result` (a Result body), then the stream closes",
+            "content": {"text/event-stream": {"schema": STREAM_EVENT}},
+        },
+        **error_responses(401, 404, 422),
+    },
+)
+async def stream_events(
+    request: Request, request_id: str, caller: Authenticated
+) -> EventSourceResponse:
+    """Server-sent events: `status` (the status body) on every change, then `result` (the
+    result body) when the job ends, then the stream closes."""
+    state = caller.state
+    job = find_job(state, request_id, caller.key_id)  # a 404 before the stream starts
+    events = status_events(state, base_url(request, state), job.id, caller.key_id)
+    # no-cache and no proxy buffering: each event must reach the client when it happens.
+    return EventSourceResponse(
+        events, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )
+
+
+@router.get(
+    "/v1/requests",
+    response_model=RequestList,
+    responses=error_responses(401, 422),
+)
+async def list_requests(
+    request: Request,
+    caller: Authenticated,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[
+        str | None,
+        # Checked below, with a message saying what to send instead of pydantic's.
+        Query(
+            description="next_cursor of the previous page",
+            json_schema_extra={"pattern": CURSOR_PATTERN},
+        ),
+    ] = None,
+) -> Response:
+    """This key's requests, newest first."""
+    if cursor is not None and not (re.fullmatch(CURSOR_PATTERN, cursor) and int(cursor) < 2**63):
+        raise field_error("cursor", "not a cursor from this API: pass next_cursor as it came")
+    state = caller.state
+    page = state.store.list_jobs(
+        key_id=caller.key_id, limit=limit, before=int(cursor) if cursor else None
+    )
+    base = base_url(request, state)
+    return send(
+        RequestList(
+            requests=[state.responses.listed(base, job) for job in page.jobs],
+            next_cursor=str(page.next_cursor) if page.next_cursor is not None else None,
+        )
+    )
+
+
+@router.post(
+    "/v1/requests/{request_id}/cancel",
+    status_code=202,
+    response_model=CancelOutcome,
+    responses=error_responses(401, 404, 422),
+)
+async def cancel_request(request_id: str, caller: Authenticated) -> Response:
+    """`outcome` is `cancelled` for a queued job, `not_cancellable` for one that has started
+    or ended; repeating it is harmless."""
+    state, owner = caller.state, caller.key_id
+    found = await run_in_threadpool(
+        state.store.cancel,
+        request_id,
+        key_id=owner,
+        running_too=state.settings.cancel_running,
+    )
+    if found is None:
+        raise request_not_found(request_id)
+    job, _ = found
+    bind_request_id(job.id)
+    outcome: CancelOutcomeName = (
+        "cancelled" if job.state is JobState.CANCELLED else "not_cancellable"
+    )
+    body = CancelOutcome(request_id=job.id, status=STATUS_NAMES[job.state], outcome=outcome)
+    return send(body, status_code=202)

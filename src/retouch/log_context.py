@@ -1,0 +1,43 @@
+"""Log lines carry the request id they are about (as cog binds `prediction_id`): it is bound in
+a context variable while a worker runs a job or the API serves a request about one job, and a
+filter on the handler adds it to every record, from our loggers and libraries' alike."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
+FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
+
+
+def bind_request_id(request_id: str) -> None:
+    """For the rest of this context: an API request's task, which ends with the request."""
+    REQUEST_ID.set(request_id)
+
+
+@contextmanager
+def request_id_bound(request_id: str) -> Iterator[None]:
+    """For the duration of the block: a worker's job, on a thread that runs many."""
+    token = REQUEST_ID.set(request_id)
+    try:
+        yield
+    finally:
+        REQUEST_ID.reset(token)
+
+
+class RequestIdFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = REQUEST_ID.get() or "-"
+        return True
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """Log to standard error, each line with its request id (`-` outside of one)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RequestIdFilter())
+    handler.setFormatter(logging.Formatter(FORMAT))
+    logging.basicConfig(level=level, handlers=[handler], force=True)

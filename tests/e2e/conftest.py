@@ -1,0 +1,47 @@
+"""The end-to-end tier: real `retouch serve`/`retouch worker` processes. Every test here is
+marked `e2e` (`make unit-fast` skips them)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from e2e_support import Api, RetouchProcess, running_server, seed_data_dir
+
+HERE = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if HERE in item.path.parents:
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, models_cache: Path) -> Path:
+    path = tmp_path / "data"
+    seed_data_dir(path, models_cache)
+    return path
+
+
+@pytest.fixture(scope="session")
+def server(
+    tmp_path_factory: pytest.TempPathFactory, models_cache: Path
+) -> Iterator[RetouchProcess]:
+    """One `retouch serve` with its worker, shared by the tests that do not restart it."""
+    with running_server(tmp_path_factory.mktemp("shared") / "data", models_cache) as process:
+        yield process
+
+
+@pytest.fixture(scope="session")
+def api(server: RetouchProcess) -> Api:
+    return server.api()
+
+
+@pytest.fixture(scope="session")
+def second_api(server: RetouchProcess) -> Api:
+    """Another API key on the shared server: its requests are not the first key's."""
+    key = server.cli("keys", "create", "--name", "second").strip().splitlines()[-1]
+    return Api(server.base, key)
