@@ -1,9 +1,12 @@
-"""The `retouch` command: serve, worker and keys."""
+"""The `retouch` command: serve, worker, keys and migrate."""
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -14,9 +17,11 @@ from rich.table import Table
 
 from retouch.client.cli import register as register_client_commands
 from retouch.config import Settings
+from retouch.jobs.database import DATABASE_URL_VARIABLE, DatabaseUrlError
+from retouch.jobs.open_store import open_store
 from retouch.log_context import configure_logging
 from retouch.served_endpoints import ConfigError, Endpoint, load_endpoints
-from retouch.services import open_services
+from retouch.services import Services, open_services
 
 app = typer.Typer(
     help="Retouch: self-hosted image editing from a text prompt.", no_args_is_help=True
@@ -31,6 +36,13 @@ DataDir = Annotated[
     Path | None,
     typer.Option(
         help="Where the database, keys and outputs live [env RETOUCH_DATA_DIR; ./.retouch]"
+    ),
+]
+DatabaseUrl = Annotated[
+    str | None,
+    typer.Option(
+        help="sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST:PORT/DATABASE "
+        "[env RETOUCH_DATABASE_URL; the SQLite file in the data dir]"
     ),
 ]
 Model = Annotated[
@@ -56,6 +68,20 @@ def preview_warning(endpoint: Endpoint) -> str:
     )
 
 
+def services_or_exit(settings: Settings) -> Services:
+    with database_url_checked():
+        return open_services(settings)
+
+
+@contextmanager
+def database_url_checked() -> Iterator[None]:
+    try:
+        yield
+    except DatabaseUrlError as error:
+        console.print(f"configuration error: {error}", style="bold red", markup=False)
+        raise typer.Exit(2) from None
+
+
 def endpoints_or_exit(settings: Settings) -> list[Endpoint]:
     try:
         return load_endpoints(settings)
@@ -69,6 +95,7 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Address to listen on [127.0.0.1]")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on [8000]")] = None,
     data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
     model: Model = None,
     device: Device = None,
     config: ConfigFile = None,
@@ -82,10 +109,19 @@ def serve(
 
     configure_logging()
     settings = load_settings(
-        host=host, port=port, data_dir=data_dir, model=model, device=device, config=config
+        host=host,
+        port=port,
+        data_dir=data_dir,
+        database_url=database_url,
+        model=model,
+        device=device,
+        config=config,
     )
     endpoints = endpoints_or_exit(settings)
-    services = open_services(settings)
+    services = services_or_exit(settings)
+    if database_url is not None:
+        # The worker child inherits the environment; a password in it stays out of `ps`.
+        os.environ[DATABASE_URL_VARIABLE] = database_url
     if services.keys.count() == 0:
         _, key = services.keys.create("default")
         console.print(
@@ -118,6 +154,7 @@ def serve(
 @app.command("worker")
 def worker_command(
     data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
     model: Model = None,
     device: Device = None,
     config: ConfigFile = None,
@@ -136,7 +173,9 @@ def worker_command(
 
     configure_logging()
     log = logging.getLogger(__name__)
-    settings = load_settings(data_dir=data_dir, model=model, device=device, config=config)
+    settings = load_settings(
+        data_dir=data_dir, database_url=database_url, model=model, device=device, config=config
+    )
     endpoints = endpoints_or_exit(settings)
     if endpoint:
         unknown = sorted(set(endpoint) - {e.id for e in endpoints})
@@ -147,7 +186,7 @@ def worker_command(
     for served in endpoints:
         if served.preview:
             log.warning(preview_warning(served))
-    services = open_services(settings)
+    services = services_or_exit(settings)
 
     def load(served: Endpoint) -> Any:
         return load_engine(
@@ -191,9 +230,10 @@ def _when(timestamp: float | None) -> str:
 def keys_create(
     name: Annotated[str, typer.Option(help="A label for the key, e.g. who uses it")],
     data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
 ) -> None:
     """Create a key. The key is printed once, as the last line; only its hash is kept."""
-    services = open_services(load_settings(data_dir=data_dir))
+    services = services_or_exit(load_settings(data_dir=data_dir, database_url=database_url))
     record, key = services.keys.create(name)
     console.print(
         f"Created key {record.id} ({record.name}). Store it now; it cannot be shown again:"
@@ -202,9 +242,9 @@ def keys_create(
 
 
 @keys_app.command("list")
-def keys_list(data_dir: DataDir = None) -> None:
+def keys_list(data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
     """List keys (ids and names; the keys themselves are not stored)."""
-    services = open_services(load_settings(data_dir=data_dir))
+    services = services_or_exit(load_settings(data_dir=data_dir, database_url=database_url))
     table = Table("id", "name", "created", "revoked")
     for record in services.keys.list_keys():
         table.add_row(record.id, record.name, _when(record.created_at), _when(record.revoked_at))
@@ -215,15 +255,31 @@ def keys_list(data_dir: DataDir = None) -> None:
 def keys_revoke(
     key: Annotated[str, typer.Argument(help="The key's id, or a name (revokes all with it)")],
     data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
 ) -> None:
     """Revoke a key: requests made with it answer 401 from now on."""
-    services = open_services(load_settings(data_dir=data_dir))
+    services = services_or_exit(load_settings(data_dir=data_dir, database_url=database_url))
     revoked = services.keys.revoke(key)
     if not revoked:
         console.print(f"[red]no active key with id or name {key!r}")
         raise typer.Exit(1)
     for record in revoked:
         console.print(f"revoked {record.id} ({record.name})")
+
+
+@app.command()
+def migrate(data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
+    """Create or upgrade the database schema, then exit (every command also does it at start;
+    this lets a deployment do it once, before starting many processes)."""
+    settings = load_settings(data_dir=data_dir, database_url=database_url)
+    with database_url_checked():
+        store = open_store(
+            settings.store_url,
+            max_attempts=settings.max_attempts,
+            webhook_retry_seconds=settings.webhook_retry_seconds,
+        )
+    store.close()
+    console.print("the database schema is up to date", markup=False)
 
 
 def main() -> None:

@@ -16,6 +16,11 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RETOUCH_", extra="ignore")
 
     data_dir: Path = Path(".retouch")
+    database_url: str | None = Field(
+        None,
+        description="sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST:PORT/DATABASE; "
+        "unset = the SQLite file retouch.db in the data dir",
+    )
     model: str | None = Field(
         None, description="Local directory or Hugging Face id of the weights; unset = preview"
     )
@@ -84,7 +89,7 @@ class Settings(BaseSettings):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 
-    @field_validator("nsfw_classifier", "attention_backend", "model", mode="before")
+    @field_validator("nsfw_classifier", "attention_backend", "model", "database_url", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
@@ -92,6 +97,11 @@ class Settings(BaseSettings):
     @property
     def database_path(self) -> Path:
         return self.data_dir / "retouch.db"
+
+    @property
+    def store_url(self) -> str:
+        """The job store's database: RETOUCH_DATABASE_URL, or the SQLite file in the data dir."""
+        return self.database_url or f"sqlite:///{self.database_path}"
 
     @property
     def outputs_dir(self) -> Path:

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 from retouch.auth.keys import KeyStore
 from retouch.config import Settings
-from retouch.jobs.sql_store import SqlJobStore
+from retouch.jobs.open_store import open_store
+from retouch.jobs.store import JobStore
 from retouch.storage.local import LocalStorage
 from retouch.storage.signing import UrlSigner, load_or_create_secret
 
@@ -15,7 +16,7 @@ from retouch.storage.signing import UrlSigner, load_or_create_secret
 @dataclass
 class Services:
     settings: Settings
-    store: SqlJobStore
+    store: JobStore
     keys: KeyStore
     storage: LocalStorage
     signer: UrlSigner
@@ -26,8 +27,8 @@ class Services:
 
 def open_services(settings: Settings) -> Services:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    store = SqlJobStore.open_sqlite(
-        settings.database_path,
+    store = open_store(
+        settings.store_url,
         max_attempts=settings.max_attempts,
         webhook_retry_seconds=settings.webhook_retry_seconds,
     )

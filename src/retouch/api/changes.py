@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import logging
 
-from retouch.jobs.store import JobStore
+from retouch.jobs.store import ChangeSource
 
 log = logging.getLogger(__name__)
 
@@ -17,7 +17,7 @@ POLL_SECONDS = 0.01
 
 
 class ChangeFeed:
-    def __init__(self, store: JobStore, poll_seconds: float = POLL_SECONDS) -> None:
+    def __init__(self, store: ChangeSource, poll_seconds: float = POLL_SECONDS) -> None:
         self.store = store
         self.poll_seconds = poll_seconds
         self._changed: asyncio.Event | None = None

@@ -3,18 +3,22 @@ sending a typed body."""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
 
 from retouch.api.errors import ApiError
 from retouch.api.state import AppState
 from retouch.contract.bodies import Body
 from retouch.contract.errors import NOT_FOUND, UNAUTHORIZED, UNKNOWN_MODEL
 from retouch.jobs.models import Job
-from retouch.log_context import bind_request_id
+
+T = TypeVar("T")
 
 
 def app_state(request: Request) -> AppState:
@@ -50,7 +54,10 @@ async def authenticate(request: Request) -> Caller:
             "missing API key: send the header 'Authorization: Bearer <key>'",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    found = state.keys.authenticate(token.strip())
+    key = token.strip()
+    known, found = state.keys.cached_verdict(key)
+    if not known:
+        found = await store_read(state, functools.partial(state.keys.authenticate, key))
     if found is None:
         raise ApiError(
             401,
@@ -64,15 +71,24 @@ async def authenticate(request: Request) -> Caller:
 Authenticated = Annotated[Caller, Depends(authenticate)]
 
 
+async def store_read(state: AppState, read: Callable[[], T]) -> T:
+    """A blocking read of the store or the keys: on the event loop when the store's reads are
+    local (SQLite: ~30 µs, never waiting on writers, against ~0.5 ms for a thread hop under
+    load), on a thread otherwise (a network round trip must never stall other requests)."""
+    if state.store.local_reads:
+        return read()
+    return await run_in_threadpool(read)
+
+
 def request_not_found(request_id: str) -> ApiError:
     return ApiError(404, NOT_FOUND, f"request {request_id} not found (or expired)")
 
 
 def find_job(state: AppState, request_id: str, owner: str) -> Job:
+    """The caller's job, or a 404. Blocking: call it through `store_read`."""
     job = state.store.get(request_id, key_id=owner)
     if job is None:
         raise request_not_found(request_id)
-    bind_request_id(job.id)
     return job
 
 

@@ -3,6 +3,7 @@ and cancel."""
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from typing import Annotated, Any
@@ -22,6 +23,7 @@ from retouch.api.dependencies import (
     find_job,
     request_not_found,
     send,
+    store_read,
 )
 from retouch.api.errors import ApiError, error_responses, field_error, invalid_input
 from retouch.api.state import AppState
@@ -38,7 +40,7 @@ from retouch.contract.idempotency import HEADER as IDEMPOTENCY_HEADER
 from retouch.contract.idempotency import PATTERN as IDEMPOTENCY_PATTERN
 from retouch.contract.inputs import INPUT_MODEL, input_schema
 from retouch.contract.states import STATUS_NAMES, CancelOutcomeName, JobState
-from retouch.jobs.models import Idempotency, IdempotencyConflict, QueueFull
+from retouch.jobs.models import Idempotency, IdempotencyConflict, Job, QueueFull
 from retouch.log_context import bind_request_id
 from retouch.responses import log_entries, retry_after
 
@@ -175,7 +177,7 @@ async def _submit(
         headers["Preference-Applied"] = f"wait={wait}"
         finished = await wait_for_end(state, job.id, owner, wait)
         if finished is not None:
-            body = result_body(state, base, finished)
+            body = await store_read(state, functools.partial(result_body, state, base, finished))
     return send(body, headers=headers)
 
 
@@ -207,14 +209,28 @@ async def submit_edit(
     return await _submit(request, caller.state, caller.key_id, endpoint, webhook)
 
 
-def job_body(request: Request, request_id: str, caller: Caller, logs: bool, view: str) -> Response:
-    """The status or result body of a job; `?logs=1` adds its timestamped log lines."""
-    state = caller.state
-    job = find_job(state, request_id, caller.key_id)
-    base = base_url(request, state)
+def read_job_body(
+    state: AppState, base: str, request_id: str, owner: str, logs: bool, view: str
+) -> tuple[Job, Status | Result]:
+    """The job and its status or result body; `logs` adds its timestamped log lines.
+    Blocking: every store read of one poll, done in one thread hop."""
+    job = find_job(state, request_id, owner)
     body = state.responses.status(base, job) if view == "status" else result_body(state, base, job)
     if logs:
         body.logs = log_entries(state.store.logs(job.id))
+    return job, body
+
+
+async def job_body(
+    request: Request, request_id: str, caller: Caller, logs: bool, view: str
+) -> Response:
+    state = caller.state
+    base = base_url(request, state)
+    job, body = await store_read(
+        state,
+        functools.partial(read_job_body, state, base, request_id, caller.key_id, logs, view),
+    )
+    bind_request_id(job.id)
     wait = retry_after(job)
     return send(body, headers={"Retry-After": str(wait)} if wait is not None else None)
 
@@ -231,7 +247,7 @@ async def get_status(
     request: Request, request_id: str, caller: Authenticated, logs: Logs = False
 ) -> Response:
     """`Retry-After` says when to ask again while the job is unfinished."""
-    return job_body(request, request_id, caller, logs, "status")
+    return await job_body(request, request_id, caller, logs, "status")
 
 
 @router.get(
@@ -243,7 +259,7 @@ async def get_result(
     request: Request, request_id: str, caller: Authenticated, logs: Logs = False
 ) -> Response:
     """`Retry-After` says when to ask again while the job is unfinished."""
-    return job_body(request, request_id, caller, logs, "result")
+    return await job_body(request, request_id, caller, logs, "result")
 
 
 # Not response_class=EventSourceResponse: FastAPI would then expect a generator endpoint, and
@@ -267,7 +283,9 @@ async def stream_events(
     """Server-sent events: `status` (the status body) on every change, then `result` (the
     result body) when the job ends, then the stream closes."""
     state = caller.state
-    job = find_job(state, request_id, caller.key_id)  # a 404 before the stream starts
+    # A 404 before the stream starts.
+    job = await store_read(state, functools.partial(find_job, state, request_id, caller.key_id))
+    bind_request_id(job.id)
     events = status_events(state, base_url(request, state), job.id, caller.key_id)
     # no-cache and no proxy buffering: each event must reach the client when it happens.
     return EventSourceResponse(
@@ -297,8 +315,14 @@ async def list_requests(
     if cursor is not None and not (re.fullmatch(CURSOR_PATTERN, cursor) and int(cursor) < 2**63):
         raise field_error("cursor", "not a cursor from this API: pass next_cursor as it came")
     state = caller.state
-    page = state.store.list_jobs(
-        key_id=caller.key_id, limit=limit, before=int(cursor) if cursor else None
+    page = await store_read(
+        state,
+        functools.partial(
+            state.store.list_jobs,
+            key_id=caller.key_id,
+            limit=limit,
+            before=int(cursor) if cursor else None,
+        ),
     )
     base = base_url(request, state)
     return send(

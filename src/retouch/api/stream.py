@@ -4,11 +4,13 @@ their own."""
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import AsyncIterator
 
 from fastapi.sse import format_sse_event
 
+from retouch.api.dependencies import store_read
 from retouch.api.state import AppState
 from retouch.contract.bodies import Result, Status
 from retouch.contract.states import FINISHED_STATES
@@ -21,11 +23,15 @@ KEEPALIVE_SECONDS = 15.0
 
 def result_body(state: AppState, base: str, job: Job) -> Result:
     """The result body, with the webhook delivery's attempts when the job asked for one (the
-    webhook's own body is the plain result: see retouch.webhooks)."""
+    webhook's own body is the plain result: see retouch.webhooks). Blocking (a store read)."""
     body = state.responses.result(base, job)
     if job.webhook_url:
         body.webhook = webhook_state(job.webhook_url, state.store.delivery(job.id))
     return body
+
+
+async def _read(state: AppState, job_id: str, key_id: str) -> Job | None:
+    return await store_read(state, functools.partial(state.store.get, job_id, key_id=key_id))
 
 
 async def wait_for_end(state: AppState, job_id: str, key_id: str, timeout: float) -> Job | None:
@@ -34,7 +40,7 @@ async def wait_for_end(state: AppState, job_id: str, key_id: str, timeout: float
     waiting = True
     while True:
         marker = state.changes.marker()
-        job = state.store.get(job_id, key_id=key_id)
+        job = await _read(state, job_id, key_id)
         if job is None or job.state in FINISHED_STATES:
             return job
         if not waiting:
@@ -51,7 +57,7 @@ async def status_events(
     sent: Status | None = None
     while True:
         marker = state.changes.marker()
-        job = state.store.get(job_id, key_id=key_id)
+        job = await _read(state, job_id, key_id)
         if job is None:  # expired or deleted while streaming
             return
         status = state.responses.status(base, job)
@@ -59,9 +65,8 @@ async def status_events(
             yield format_sse_event(event="status", data_str=status.to_json().decode())
             sent = status
         if job.state in FINISHED_STATES:
-            yield format_sse_event(
-                event="result", data_str=result_body(state, base, job).to_json().decode()
-            )
+            result = await store_read(state, functools.partial(result_body, state, base, job))
+            yield format_sse_event(event="result", data_str=result.to_json().decode())
             return
         if not await state.changes.wait(marker, KEEPALIVE_SECONDS):
             yield format_sse_event(comment="keep-alive")

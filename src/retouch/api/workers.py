@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from retouch.api.dependencies import Authenticated, send
+from retouch.api.dependencies import Authenticated, send, store_read
 from retouch.api.errors import error_responses
 from retouch.contract.bodies import WorkerList
 from retouch.responses import worker_infos
@@ -19,5 +21,8 @@ WORKER_ALIVE_SECONDS = 30.0
 @router.get("/v1/workers", response_model=WorkerList, responses=error_responses(401))
 async def list_workers(caller: Authenticated) -> Response:
     """Workers alive now: what each serves, its engines, and its memory."""
-    records = caller.state.store.workers(seen_within=WORKER_ALIVE_SECONDS)
+    store = caller.state.store
+    records = await store_read(
+        caller.state, functools.partial(store.workers, seen_within=WORKER_ALIVE_SECONDS)
+    )
     return send(WorkerList(workers=worker_infos(records)))

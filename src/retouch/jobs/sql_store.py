@@ -1,10 +1,18 @@
-"""The job store on SQLAlchemy Core; the embedded backend is SQLite."""
+"""The job store on SQLAlchemy Core, on SQLite (embedded, one host) or PostgreSQL (many hosts).
+
+One class serves both; it branches on the dialect only where the SQL must differ:
+- Concurrency. SQLite writers take the whole database's write lock at BEGIN IMMEDIATE, so a
+  select-then-update is atomic. PostgreSQL has no such lock: claims lock the row they take
+  (FOR UPDATE SKIP LOCKED, which renders nothing on SQLite), and an Idempotency-Key is
+  claimed by inserting it (ON CONFLICT DO NOTHING), so concurrent submits make one job.
+- Time. Leases are compared across hosts on PostgreSQL, so they run on the database's clock;
+  SQLite is one host and uses the local clock (no extra work on its paths).
+- Change notification: see retouch.jobs.changes.
+"""
 
 from __future__ import annotations
 
 import json
-import sqlite3
-import threading
 import time
 import uuid
 from collections.abc import Sequence
@@ -13,21 +21,27 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
+    ColumnElement,
     Engine,
+    Float,
     and_,
     bindparam,
     case,
+    cast,
     delete,
     exists,
+    extract,
     func,
     literal,
     or_,
     select,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 
 from retouch.contract import idempotency
 from retouch.contract.states import JobState
+from retouch.jobs.changes import CHANNEL, watch_changes
 from retouch.jobs.database import migrate, open_sqlite, writer
 from retouch.jobs.models import (
     Claim,
@@ -52,9 +66,6 @@ from retouch.jobs.schema import (
 )
 from retouch.jobs.store import WORKER_LOST
 
-# How often an idle worker looks at SQLite's change counter: a pick-up within a few ms
-# costs one tiny pragma read per tick and no write lock.
-CHANGE_POLL_SECONDS = 0.005
 # An Idempotency-Key answers its first request for this long.
 IDEMPOTENCY_SECONDS = idempotency.KEPT_SECONDS
 
@@ -80,17 +91,27 @@ _GET_JOB = select(*_WITHOUT_INPUT, _QUEUE_POSITION).where(
 )
 
 
+# The database server's clock, in the float seconds of the time columns. clock_timestamp(),
+# not now(): now() is frozen at the start of the transaction.
+_POSTGRES_NOW = cast(extract("epoch", func.clock_timestamp()), Float)
+
+
 class SqlJobStore:
     def __init__(
         self, engine: Engine, *, max_attempts: int = 3, webhook_retry_seconds: float = 86400.0
     ) -> None:
         self.engine = engine
+        self.local_reads = engine.dialect.name == "sqlite"
         self._writer = writer(engine)
         self.max_attempts = max_attempts
         self.webhook_retry_seconds = webhook_retry_seconds
-        self._watch_lock = threading.Lock()
-        self._watch_connection: sqlite3.Connection | None = None
-        self._watch_path: str | None = engine.url.database
+        self._postgres = engine.dialect.name == "postgresql"
+        # Reads take no transaction, as on SQLite (see database.open_sqlite): on PostgreSQL
+        # that saves the BEGIN and ROLLBACK round trips, half the cost of a status poll.
+        self._reader = (
+            engine.execution_options(isolation_level="AUTOCOMMIT") if self._postgres else engine
+        )
+        self._changes = watch_changes(engine)
 
     @classmethod
     def open_sqlite(
@@ -116,11 +137,12 @@ class SqlJobStore:
         job_id = str(uuid.uuid4())
         now = time.time()
         with self._writer.begin() as conn:
-            # Inside the write lock: two concurrent retries with one key cannot both insert.
             if idempotency is not None:
-                original = self._idempotent_original(conn, key_id, idempotency, now)
+                original = self._idempotent_original(conn, key_id, idempotency, job_id, now)
                 if original is not None:
                     return original
+            # On PostgreSQL two submits at once can both pass this count (nothing locks the
+            # queue), so the cap may be passed by the number of concurrent submits.
             queued = conn.execute(
                 select(func.count()).select_from(jobs).where(jobs.c.state == JobState.QUEUED)
             ).scalar_one()
@@ -139,38 +161,46 @@ class SqlJobStore:
                     base_url=base_url,
                 )
             )
-            if idempotency is not None:
-                conn.execute(
-                    idempotency_keys.insert().values(
-                        key_id=key_id,
-                        idempotency_key=idempotency.key,
-                        request_hash=idempotency.request_hash,
-                        job_id=job_id,
-                        created_at=now,
-                    )
-                )
+            self._notify(conn, [job_id])
             row = conn.execute(select(jobs).where(jobs.c.id == job_id)).one()
         return Job.from_row(row)
 
-    @staticmethod
     def _idempotent_original(
-        conn: Any, key_id: str, idempotency: Idempotency, now: float
+        self, conn: Any, key_id: str, idempotency: Idempotency, job_id: str, now: float
     ) -> Job | None:
-        """The job an earlier submit with this key made (replayed=True), or None when the key
-        is new or expired. IdempotencyConflict when it was used for another request."""
+        """Claim the key for the job `job_id` about to be made and return None; or, when an
+        earlier submit holds it, its job (replayed=True), or IdempotencyConflict when it was
+        for another request. An expired key is forgotten and claimed anew."""
         # Expired keys are forgotten here, on the write path that uses them: no sweeper needed.
         conn.execute(
             delete(idempotency_keys).where(
                 idempotency_keys.c.created_at < now - IDEMPOTENCY_SECONDS
             )
         )
+        # The key is claimed by inserting it; the row then names the winner. SQLite: the write
+        # lock already serialises submits. PostgreSQL: a concurrent insert of the same key
+        # waits for the first transaction and does nothing if it committed; the read below
+        # sees that row (read committed: each statement sees what committed before it). If
+        # this submit fails later (the queue is full), its transaction takes the key back.
+        insert = postgresql.insert if self._postgres else sqlite.insert
+        conn.execute(
+            insert(idempotency_keys)
+            .values(
+                key_id=key_id,
+                idempotency_key=idempotency.key,
+                request_hash=idempotency.request_hash,
+                job_id=job_id,
+                created_at=now,
+            )
+            .on_conflict_do_nothing()
+        )
         seen = conn.execute(
             select(idempotency_keys.c.request_hash, idempotency_keys.c.job_id).where(
                 idempotency_keys.c.key_id == key_id,
                 idempotency_keys.c.idempotency_key == idempotency.key,
             )
-        ).one_or_none()
-        if seen is None:
+        ).one()
+        if seen.job_id == job_id:
             return None
         if seen.request_hash != idempotency.request_hash:
             raise IdempotencyConflict(seen.job_id)
@@ -178,7 +208,7 @@ class SqlJobStore:
         return replace(Job.from_row(row), replayed=True)
 
     def get(self, job_id: str, *, key_id: str) -> Job | None:
-        with self.engine.connect() as conn:
+        with self._reader.connect() as conn:
             row = conn.execute(_GET_JOB, {"job_id": job_id, "key_id": key_id}).one_or_none()
         return Job.from_row(row) if row else None
 
@@ -186,7 +216,7 @@ class SqlJobStore:
         query = select(*_WITHOUT_INPUT).where(jobs.c.key_id == key_id)
         if before is not None:
             query = query.where(jobs.c.seq < before)
-        with self.engine.connect() as conn:
+        with self._reader.connect() as conn:
             rows = conn.execute(query.order_by(jobs.c.seq.desc()).limit(limit + 1)).all()
         page = [Job.from_row(row) for row in rows[:limit]]
         more = len(rows) > limit
@@ -217,6 +247,7 @@ class SqlJobStore:
             if cancelled:
                 self._log(conn, job_id, "info", "cancelled at the client's request")
                 self._enqueue_webhooks(conn, [job_id])
+                self._notify(conn, [job_id])
         if row is None:
             return None
         return Job.from_row(row), cancelled == 1
@@ -232,10 +263,12 @@ class SqlJobStore:
         queued = select(jobs.c.seq).where(jobs.c.state == JobState.QUEUED)
         if endpoints is not None:
             queued = queued.where(jobs.c.endpoint.in_(list(endpoints)))
+        # SQLite: the write lock is held from BEGIN IMMEDIATE, so no other claimer sees this
+        # row as queued between the select and the update. PostgreSQL: the row is locked, and
+        # other claimers skip it and take the next one instead of waiting.
+        oldest = queued.order_by(jobs.c.seq).limit(1).with_for_update(skip_locked=True)
         with self._writer.begin() as conn:
-            # The write lock is held from BEGIN IMMEDIATE, so no other claimer sees this row
-            # as queued between the select and the update.
-            seq = conn.execute(queued.order_by(jobs.c.seq).limit(1)).scalar_one_or_none()
+            seq = conn.execute(oldest).scalar_one_or_none()
             if seq is None:
                 return None
             conn.execute(
@@ -245,7 +278,7 @@ class SqlJobStore:
                     state=JobState.RUNNING,
                     attempts=jobs.c.attempts + 1,
                     lease_token=token,
-                    lease_expires_at=now + lease_seconds,
+                    lease_expires_at=self._lease_now() + lease_seconds,
                     worker_id=worker_id,
                     started_at=now,
                     progress_step=None,
@@ -254,6 +287,7 @@ class SqlJobStore:
             )
             row = conn.execute(select(jobs).where(jobs.c.seq == seq)).one()
             self._log(conn, row.id, "info", f"started by {worker_id} (attempt {row.attempts})")
+            self._notify(conn, [row.id])
         return Claim(job=Job.from_row(row), lease_token=token)
 
     def _holder(self, claim: Claim) -> Any:
@@ -268,7 +302,21 @@ class SqlJobStore:
             held = conn.execute(update(jobs).where(self._holder(claim)).values(**values)).rowcount
             if held and values.get("state") in (JobState.SUCCEEDED, JobState.FAILED):
                 self._enqueue_webhooks(conn, [claim.job.id])
+            if held:
+                self._notify(conn, [claim.job.id])
             return held == 1
+
+    def _lease_now(self) -> float | ColumnElement[float]:
+        """The "now" of leases: the database server's clock on PostgreSQL, where workers on
+        several hosts (each with its own clock) renew and reap the same leases; the local
+        clock on SQLite, whose processes all run on one host."""
+        return _POSTGRES_NOW if self._postgres else time.time()
+
+    def _notify(self, conn: Any, job_ids: list[str]) -> None:
+        """Wake other stores' waiters once this transaction commits (PostgreSQL; SQLite's
+        waiters see any commit through PRAGMA data_version)."""
+        if self._postgres and job_ids:
+            conn.execute(select(func.pg_notify(CHANNEL, jobs.c.id)).where(jobs.c.id.in_(job_ids)))
 
     def _enqueue_webhooks(self, conn: Any, job_ids: list[str]) -> None:
         """Queue the webhook of each of these just-finished jobs that asked for one, in the
@@ -305,7 +353,7 @@ class SqlJobStore:
         )
 
     def is_held(self, claim: Claim) -> bool:
-        with self.engine.connect() as conn:
+        with self._reader.connect() as conn:
             return conn.execute(select(jobs.c.seq).where(self._holder(claim))).first() is not None
 
     def report_progress(self, claim: Claim, *, step: int, total: int) -> bool:
@@ -322,7 +370,7 @@ class SqlJobStore:
             self._log(conn, job_id, level, message)
 
     def logs(self, job_id: str) -> list[LogLine]:
-        with self.engine.connect() as conn:
+        with self._reader.connect() as conn:
             rows = conn.execute(
                 select(job_logs.c.at, job_logs.c.level, job_logs.c.message)
                 .where(job_logs.c.job_id == job_id)
@@ -349,7 +397,7 @@ class SqlJobStore:
             conn.execute(delete(workers).where(workers.c.id == worker_id))
 
     def workers(self, *, seen_within: float) -> list[WorkerRecord]:
-        with self.engine.connect() as conn:
+        with self._reader.connect() as conn:
             rows = conn.execute(
                 select(workers)
                 .where(workers.c.last_seen >= time.time() - seen_within)
@@ -358,7 +406,7 @@ class SqlJobStore:
         return [WorkerRecord(r.id, r.started_at, r.last_seen, json.loads(r.info)) for r in rows]
 
     def renew(self, claim: Claim, *, lease_seconds: float) -> bool:
-        return self._update_held(claim, lease_expires_at=time.time() + lease_seconds)
+        return self._update_held(claim, lease_expires_at=self._lease_now() + lease_seconds)
 
     def complete(self, claim: Claim, *, result: dict[str, Any]) -> bool:
         return self._update_held(
@@ -396,16 +444,25 @@ class SqlJobStore:
 
     def reap_expired(self) -> int:
         now = time.time()
-        expired = and_(jobs.c.state == JobState.RUNNING, jobs.c.lease_expires_at < now)
+        expired = and_(
+            jobs.c.state == JobState.RUNNING, jobs.c.lease_expires_at < self._lease_now()
+        )
         with self._writer.begin() as conn:
-            lost = conn.execute(select(jobs.c.id, jobs.c.attempts).where(expired)).all()
+            # Locked on PostgreSQL (SQLite holds the write lock): two reapers at once never
+            # both log, requeue or fail one job; the second skips the rows the first holds.
+            lost = conn.execute(
+                select(jobs.c.id, jobs.c.attempts).where(expired).with_for_update(skip_locked=True)
+            ).all()
+            if not lost:
+                return 0
+            lost_ids = [job_id for job_id, _ in lost]
             given_up = [job_id for job_id, attempts in lost if attempts >= self.max_attempts]
             for job_id, attempts in lost:
                 outcome = "failed" if attempts >= self.max_attempts else "back in the queue"
                 self._log(conn, job_id, "warning", f"its worker stopped responding; {outcome}")
             failed = conn.execute(
                 update(jobs)
-                .where(expired, jobs.c.attempts >= self.max_attempts)
+                .where(jobs.c.id.in_(lost_ids), jobs.c.attempts >= self.max_attempts)
                 .values(
                     state=JobState.FAILED,
                     error_code=WORKER_LOST,
@@ -423,7 +480,7 @@ class SqlJobStore:
                 self._enqueue_webhooks(conn, given_up)
             requeued = conn.execute(
                 update(jobs)
-                .where(expired)
+                .where(jobs.c.id.in_(lost_ids), jobs.c.state == JobState.RUNNING)
                 .values(
                     state=JobState.QUEUED,
                     lease_token=None,
@@ -434,6 +491,7 @@ class SqlJobStore:
                     progress_total=None,
                 )
             ).rowcount
+            self._notify(conn, lost_ids)
         return int(failed + requeued)
 
     # --- webhook deliveries -------------------------------------------------------------
@@ -442,12 +500,13 @@ class SqlJobStore:
         """Take up to `limit` due deliveries for one attempt each. The lease keeps two
         dispatchers (API processes) from sending one at once; a dispatcher that dies
         mid-attempt leaves it to be taken again when the lease ends (at least once)."""
-        now = time.time()
-        free = or_(
-            webhook_deliveries.c.lease_expires_at.is_(None),
-            webhook_deliveries.c.lease_expires_at < now,
-        )
         with self._writer.begin() as conn:
+            now = self._lease_time(conn)
+            free = or_(
+                webhook_deliveries.c.lease_expires_at.is_(None),
+                webhook_deliveries.c.lease_expires_at < now,
+            )
+            # Locked and skipped like claims: two dispatchers at once take different rows.
             rows = conn.execute(
                 select(webhook_deliveries)
                 .where(
@@ -457,6 +516,7 @@ class SqlJobStore:
                 )
                 .order_by(webhook_deliveries.c.next_attempt_at)
                 .limit(limit)
+                .with_for_update(skip_locked=True)
             ).all()
             lease = now + lease_seconds
             if rows:
@@ -507,7 +567,7 @@ class SqlJobStore:
             )
 
     def delivery(self, job_id: str) -> DeliveryRecord | None:
-        with self.engine.connect() as conn:
+        with self._reader.connect() as conn:
             row = conn.execute(
                 select(webhook_deliveries).where(webhook_deliveries.c.job_id == job_id)
             ).one_or_none()
@@ -538,38 +598,23 @@ class SqlJobStore:
             ),
             else_=webhook_deliveries.c.next_attempt_at,
         )
-        with self.engine.connect() as conn:
+        with self._reader.connect() as conn:
             return conn.execute(
                 select(func.min(due_at)).where(webhook_deliveries.c.state == "pending")
             ).scalar_one_or_none()
 
-    def _data_version(self) -> int:
-        with self._watch_lock:
-            if self._watch_connection is None:
-                self._watch_connection = sqlite3.connect(
-                    str(self._watch_path), isolation_level=None, check_same_thread=False
-                )
-            return int(self._watch_connection.execute("PRAGMA data_version").fetchone()[0])
+    def _lease_time(self, conn: Any) -> float:
+        """_lease_now() as a number, for a lease handed back to the caller."""
+        if self._postgres:
+            return float(conn.execute(select(_POSTGRES_NOW)).scalar_one())
+        return time.time()
 
     def change_token(self) -> int:
-        # PRAGMA data_version changes when any *other* connection commits; reading it takes
-        # no lock, so polling it every few ms is far cheaper than trying to claim.
-        return self._data_version()
+        return self._changes.token()
 
     def wait_for_change(self, timeout: float, *, since: int | None = None) -> bool:
-        deadline = time.monotonic() + timeout
-        start = self._data_version() if since is None else since
-        while True:
-            if self._data_version() != start:
-                return True
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            time.sleep(min(CHANGE_POLL_SECONDS, remaining))
+        return self._changes.wait(timeout, since)
 
     def close(self) -> None:
-        with self._watch_lock:
-            if self._watch_connection is not None:
-                self._watch_connection.close()
-                self._watch_connection = None
+        self._changes.close()
         self.engine.dispose()

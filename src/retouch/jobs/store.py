@@ -2,7 +2,10 @@
 
 queued → running → succeeded | failed; queued → cancelled; running → queued again when its
 lease expires (the worker died), up to max_attempts, then failed with `worker_lost`.
-Callers depend on this Protocol only, so a PostgreSQL backend can follow without them changing.
+Split into the narrow roles its callers play, so each depends on what it uses only:
+RequestStore (the API), ClaimStore (a worker's jobs), WebhookOutbox (the dispatcher),
+WorkerRegistry (heartbeats), ChangeSource (wake-ups); JobStore is all of them, as a backend
+implements it.
 """
 
 from __future__ import annotations
@@ -25,7 +28,15 @@ from retouch.jobs.models import (
 WORKER_LOST = "worker_lost"
 
 
-class JobStore(Protocol):
+class RequestStore(Protocol):
+    """What the API does with requests: submit, read, list and cancel them, read their logs
+    and their webhook delivery."""
+
+    local_reads: bool
+    """True when a read is a local file read that never waits (SQLite in WAL mode): the API
+    then reads on its event loop, cheaper than a thread hop. False for a network database,
+    whose round trips must never stall other requests."""
+
     def submit(
         self,
         *,
@@ -59,6 +70,15 @@ class JobStore(Protocol):
         whether this call cancelled it), or None when there is no such job for this key."""
         ...
 
+    def logs(self, job_id: str) -> list[LogLine]: ...
+
+    def delivery(self, job_id: str) -> DeliveryRecord | None: ...
+
+
+class ClaimStore(Protocol):
+    """What a worker does with the jobs it runs: claim one, hold its lease, report on it and
+    finish it, only while it holds the lease."""
+
     def claim(
         self, *, worker_id: str, lease_seconds: float, endpoints: Sequence[str] | None = None
     ) -> Claim | None:
@@ -69,23 +89,13 @@ class JobStore(Protocol):
         """Whether the claim still holds the job (not reaped, not cancelled)."""
         ...
 
-    def report_progress(self, claim: Claim, *, step: int, total: int) -> bool: ...
-
-    def add_log(self, job_id: str, *, level: str, message: str) -> None: ...
-
-    def logs(self, job_id: str) -> list[LogLine]: ...
-
-    def heartbeat(self, worker_id: str, *, info: dict[str, Any]) -> None:
-        """Record that a worker lives, with what it serves and its memory."""
-        ...
-
-    def remove_worker(self, worker_id: str) -> None: ...
-
-    def workers(self, *, seen_within: float) -> list[WorkerRecord]: ...
-
     def renew(self, claim: Claim, *, lease_seconds: float) -> bool:
         """Extend the lease; False when it was lost (expired and reaped, or job finished)."""
         ...
+
+    def report_progress(self, claim: Claim, *, step: int, total: int) -> bool: ...
+
+    def add_log(self, job_id: str, *, level: str, message: str) -> None: ...
 
     def complete(self, claim: Claim, *, result: dict[str, Any]) -> bool:
         """running → succeeded, only for the lease holder. False when the lease was lost."""
@@ -103,6 +113,10 @@ class JobStore(Protocol):
         """Requeue (or fail, past max_attempts) running jobs whose lease expired."""
         ...
 
+
+class WebhookOutbox(Protocol):
+    """The webhook deliveries written when jobs end, as the dispatcher sends them."""
+
     def claim_deliveries(self, *, limit: int, lease_seconds: float) -> list[Delivery]:
         """Take due webhook deliveries for one attempt each (leased, so one sender at a time)."""
         ...
@@ -116,9 +130,23 @@ class JobStore(Protocol):
         retry_at: float | None,
     ) -> None: ...
 
-    def delivery(self, job_id: str) -> DeliveryRecord | None: ...
-
     def next_delivery_at(self) -> float | None: ...
+
+
+class WorkerRegistry(Protocol):
+    """Workers' heartbeats: who is alive, serving what."""
+
+    def heartbeat(self, worker_id: str, *, info: dict[str, Any]) -> None:
+        """Record that a worker lives, with what it serves and its memory."""
+        ...
+
+    def remove_worker(self, worker_id: str) -> None: ...
+
+    def workers(self, *, seen_within: float) -> list[WorkerRecord]: ...
+
+
+class ChangeSource(Protocol):
+    """Noticing that the store changed, without polling the jobs themselves."""
 
     def change_token(self) -> int:
         """A marker of the database's state, for wait_for_change(since=...)."""
@@ -129,5 +157,17 @@ class JobStore(Protocol):
         taken earlier; else after this call), or timeout. True on a change. Cheap: an idle
         worker calls it in a loop instead of sleeping between claims."""
         ...
+
+
+class WebhookStore(RequestStore, WebhookOutbox, Protocol):
+    """What the webhook dispatcher needs: the outbox, and the jobs whose result it sends."""
+
+
+class WorkerStore(ClaimStore, WorkerRegistry, ChangeSource, Protocol):
+    """What a worker needs: its claims, its heartbeat, and a wake-up when jobs arrive."""
+
+
+class JobStore(RequestStore, ClaimStore, WebhookOutbox, WorkerRegistry, ChangeSource, Protocol):
+    """The whole store, as one backend implements it and a data dir's services hold it."""
 
     def close(self) -> None: ...

@@ -18,7 +18,7 @@ from typing import Final, TypeVar
 from retouch.auth.keys import KeyStore
 from retouch.config import Settings
 from retouch.jobs.models import Delivery, DeliveryAttempt
-from retouch.jobs.store import JobStore
+from retouch.jobs.store import WebhookStore
 from retouch.responses import ResponseBuilder
 from retouch.webhooks.backoff import RetrySchedule
 from retouch.webhooks.sender import Outcome, WebhookSender
@@ -50,7 +50,7 @@ class WebhookDispatcher:
     def __init__(
         self,
         *,
-        store: JobStore,
+        store: WebhookStore,
         keys: KeyStore,
         responses: ResponseBuilder,
         settings: Settings,

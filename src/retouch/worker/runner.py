@@ -15,7 +15,7 @@ from retouch.config import Settings
 from retouch.engine.base import EditCancelled, Engine
 from retouch.engine.upscale import Upscaler
 from retouch.jobs.models import Claim
-from retouch.jobs.store import JobStore
+from retouch.jobs.store import ClaimStore, WorkerStore
 from retouch.log_context import request_id_bound
 from retouch.media.fetch import FetchConfig
 from retouch.safety.moderation import Moderator
@@ -52,7 +52,7 @@ class LeaseKeeper:
     once the claim no longer holds the job (its lease expired and was reaped, or the client
     cancelled it): its outcome must then be thrown away."""
 
-    def __init__(self, store: JobStore, claim: Claim, lease_seconds: float) -> None:
+    def __init__(self, store: ClaimStore, claim: Claim, lease_seconds: float) -> None:
         self.store = store
         self.claim = claim
         self.lease_seconds = lease_seconds
@@ -108,7 +108,7 @@ class ClaimReporter:
     """A running job's reporter: progress and log lines go to the store; it is to stop when
     the worker is stopping or the claim is lost."""
 
-    def __init__(self, store: JobStore, lease: LeaseKeeper, stopping: threading.Event) -> None:
+    def __init__(self, store: ClaimStore, lease: LeaseKeeper, stopping: threading.Event) -> None:
         self.store = store
         self.lease = lease
         self.stopping = stopping
@@ -144,7 +144,7 @@ class Worker:
     def __init__(
         self,
         settings: Settings,
-        store: JobStore,
+        store: WorkerStore,
         storage: LocalStorage,
         signer: UrlSigner,
         endpoints: list[Endpoint],

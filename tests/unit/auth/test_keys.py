@@ -1,14 +1,13 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 from retouch.auth.keys import AUTH_CACHE_SECONDS, KeyStore, hash_key
-from retouch.jobs.sql_store import SqlJobStore
+from retouch.jobs.open_store import open_store
 
 
-def test_keys_are_hashed_and_revocable(tmp_path: Path) -> None:
-    store = SqlJobStore.open_sqlite(tmp_path / "k.db")
+def test_keys_are_hashed_and_revocable(database_url: str) -> None:
+    store = open_store(database_url, max_attempts=3, webhook_retry_seconds=60.0)
     keys = KeyStore(store.engine)
     record, key = keys.create("alice")
     assert keys.authenticate(key) == record.id

@@ -1,25 +1,42 @@
-"""The job store's state machine on SQLite."""
+"""The job store's state machine, on each backend (SQLite, PostgreSQL): every test taking
+`store` or `database_url` runs on both (see tests/unit/conftest.py)."""
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from retouch.jobs import sql_store
-from retouch.jobs.models import DeliveryAttempt, Idempotency, IdempotencyConflict, Job, QueueFull
+from retouch.jobs.database import migrate, open_engine
+from retouch.jobs.models import (
+    Claim,
+    DeliveryAttempt,
+    Idempotency,
+    IdempotencyConflict,
+    Job,
+    QueueFull,
+)
+from retouch.jobs.open_store import open_store
 from retouch.jobs.schema import metadata
 from retouch.jobs.sql_store import SqlJobStore
 
+T = TypeVar("T")
+
+
+def open_at(url: str, *, max_attempts: int = 3) -> SqlJobStore:
+    return open_store(url, max_attempts=max_attempts, webhook_retry_seconds=86400.0)
+
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqlJobStore]:
-    opened = SqlJobStore.open_sqlite(tmp_path / "jobs.db", max_attempts=3)
+def store(database_url: str) -> Iterator[SqlJobStore]:
+    opened = open_at(database_url)
     yield opened
     opened.close()
 
@@ -81,10 +98,9 @@ def test_queue_cap(store: SqlJobStore) -> None:
         store.submit(key_id="k", endpoint="e", input={}, max_queued=1)
 
 
-def test_concurrent_claims_never_share_a_job(tmp_path: Path) -> None:
-    path = tmp_path / "jobs.db"
-    stores = [SqlJobStore.open_sqlite(path) for _ in range(4)]
-    for _ in range(40):
+def test_concurrent_claims_never_share_a_job(database_url: str) -> None:
+    stores = [open_at(database_url) for _ in range(8)]
+    for _ in range(100):
         submit(stores[0])
     claimed: list[str] = []
     lock = threading.Lock()
@@ -99,14 +115,14 @@ def test_concurrent_claims_never_share_a_job(tmp_path: Path) -> None:
         thread.start()
     for thread in threads:
         thread.join()
-    assert len(claimed) == 40 == len(set(claimed))
+    assert len(claimed) == 100 == len(set(claimed))
     for store in stores:
         store.close()
 
 
-def test_wait_for_change_wakes_on_another_connections_commit(tmp_path: Path) -> None:
-    watcher = SqlJobStore.open_sqlite(tmp_path / "jobs.db")
-    writer = SqlJobStore.open_sqlite(tmp_path / "jobs.db")
+def test_wait_for_change_wakes_on_another_stores_commit(database_url: str) -> None:
+    watcher = open_at(database_url)
+    writer = open_at(database_url)
     assert not watcher.wait_for_change(0.02)
     timer = threading.Timer(0.05, submit, args=(writer,))
     timer.start()
@@ -122,8 +138,8 @@ def hooked(store: SqlJobStore, key: str = "k") -> str:
     ).id
 
 
-def test_every_way_a_job_ends_queues_its_webhook_once(tmp_path: Path) -> None:
-    store = SqlJobStore.open_sqlite(tmp_path / "jobs.db", max_attempts=1)
+def test_every_way_a_job_ends_queues_its_webhook_once(database_url: str) -> None:
+    store = open_at(database_url, max_attempts=1)
     cancelled, succeeded, failed, lost = (hooked(store) for _ in range(4))
     without = submit(store)
     store.cancel(cancelled, key_id="k")
@@ -208,8 +224,8 @@ def test_request_pages_are_newest_first(store: SqlJobStore) -> None:
     assert all(job.input is None for job in first.jobs + rest.jobs)
 
 
-def test_migrations_build_exactly_the_declared_schema(tmp_path: Path) -> None:
-    store = SqlJobStore.open_sqlite(tmp_path / "jobs.db")
+def test_migrations_build_exactly_the_declared_schema(unmigrated_database_url: str) -> None:
+    store = open_at(unmigrated_database_url)
     with store.engine.connect() as conn:
         differences = compare_metadata(MigrationContext.configure(conn), metadata)
     store.close()
@@ -232,3 +248,91 @@ def test_an_attempt_that_outlived_its_lease_decides_nothing(store: SqlJobStore) 
     record = store.delivery(current.job_id)
     assert record is not None and record.state == "delivered"
     assert [a.status_code for a in record.attempts] == [204, 500]
+
+
+def run_at_once(count: int, action: Callable[[int], T]) -> list[T | BaseException]:
+    """`action(i)` for i in range(count), each in its own thread, released together; each
+    outcome is its result or the exception it raised."""
+    start = threading.Barrier(count)
+
+    def attempt(index: int) -> T | BaseException:
+        start.wait()
+        try:
+            return action(index)
+        except Exception as error:
+            return error
+
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(attempt, range(count)))
+
+
+def test_concurrent_idempotent_submits_make_one_job(database_url: str) -> None:
+    stores = [open_at(database_url) for _ in range(4)]
+
+    def send(index: int) -> Job:
+        # Half the retries carry another body: they conflict with whichever won.
+        digest = "h1" if index % 2 else "h2"
+        return stores[index % 4].submit(
+            key_id="k", endpoint="e", input={}, max_queued=100, idempotency=Idempotency("i", digest)
+        )
+
+    outcomes = run_at_once(16, send)
+    made = stores[0].list_jobs(key_id="k", limit=100).jobs
+    assert len(made) == 1
+    answered = [o for o in outcomes if isinstance(o, Job)]
+    conflicts = [o for o in outcomes if isinstance(o, IdempotencyConflict)]
+    assert len(answered) == len(conflicts) == 8
+    assert {job.id for job in answered} == {made[0].id}
+    assert [job.replayed for job in answered].count(False) == 1
+    assert {conflict.job_id for conflict in conflicts} == {made[0].id}
+    for opened in stores:
+        opened.close()
+
+
+def test_migrations_from_many_processes_at_once(unmigrated_database_url: str) -> None:
+    def migrate_one(_: int) -> None:
+        engine = open_engine(unmigrated_database_url)
+        try:
+            migrate(engine)
+        finally:
+            engine.dispose()
+
+    assert run_at_once(6, migrate_one) == [None] * 6
+    store = open_at(unmigrated_database_url)
+    with store.engine.connect() as conn:
+        context = MigrationContext.configure(conn)
+        assert context.get_current_heads() == ("0003",)
+        assert compare_metadata(context, metadata) == []
+    store.close()
+
+
+def test_every_write_a_waiter_cares_about_wakes_it(database_url: str) -> None:
+    watcher = open_at(database_url)
+    store = open_at(database_url, max_attempts=1)
+
+    def wakes(write: Callable[[], object]) -> bool:
+        token = watcher.change_token()
+        write()
+        return watcher.wait_for_change(10, since=token)
+
+    def claim(lease_seconds: float = 30) -> Claim:
+        claims: list[Claim | None] = []
+        assert wakes(lambda: claims.append(store.claim(worker_id="w", lease_seconds=lease_seconds)))
+        assert claims[0] is not None
+        return claims[0]
+
+    first, second, third = (hooked(store) for _ in range(3))
+    assert wakes(lambda: submit(store))
+    released = claim()
+    assert wakes(lambda: store.report_progress(released, step=1, total=2))
+    assert wakes(lambda: store.release(released))
+    completed, failed = claim(), claim()
+    assert (completed.job.id, failed.job.id) == (first, second)
+    assert wakes(lambda: store.complete(completed, result={"outputs": []}))
+    assert wakes(lambda: store.fail(failed, code="x", message="y"))
+    assert wakes(lambda: store.cancel(third, key_id="k"))
+    claim(lease_seconds=0.01)
+    time.sleep(0.02)
+    assert wakes(store.reap_expired)
+    watcher.close()
+    store.close()

@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from email.utils import format_datetime
-from pathlib import Path
 
 import pytest
 from standardwebhooks import Webhook
@@ -16,7 +15,7 @@ from standardwebhooks.webhooks import WebhookVerificationError
 from retouch.auth.keys import KeyStore
 from retouch.auth.keys import new_webhook_secret as new_secret
 from retouch.config import Settings
-from retouch.jobs.sql_store import SqlJobStore
+from retouch.jobs.open_store import open_store
 from retouch.webhooks.backoff import RetrySchedule, retry_after
 from retouch.webhooks.dispatcher import schedule_from
 from retouch.webhooks.signing import message_id, signed_headers
@@ -80,8 +79,10 @@ def test_signed_headers_verify_with_the_library() -> None:
 
 
 @pytest.fixture
-def keys(tmp_path: Path) -> Iterator[KeyStore]:
-    store = SqlJobStore.open_sqlite(tmp_path / "jobs.db")
+def keys(database_url: str) -> Iterator[KeyStore]:
+    """On each backend: the first-use race is settled by SQLite's write lock, and by the row
+    lock of the UPDATE … WHERE webhook_secret IS NULL on PostgreSQL."""
+    store = open_store(database_url, max_attempts=3, webhook_retry_seconds=60.0)
     yield KeyStore(store.engine)
     store.close()
 
