@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,6 +22,31 @@ import httpx
 from PIL import Image
 
 DONE_STATUSES = {"completed", "cancelled"}
+
+
+# Which database the processes of a data dir use: None runs each data dir on its own SQLite
+# file (the default); tests/e2e/conftest.py sets a factory of new PostgreSQL databases to run
+# the whole end-to-end suite on PostgreSQL too. Each data dir keeps its database for the
+# session, so a restarted server finds its jobs.
+new_database: Callable[[], str] | None = None
+_databases: dict[Path, str] = {}
+
+
+def database_url(data_dir: Path) -> str:
+    """The store URL the processes of this data dir use."""
+    if new_database is None:
+        return f"sqlite:///{data_dir / 'retouch.db'}"
+    if data_dir not in _databases:
+        _databases[data_dir] = new_database()
+    return _databases[data_dir]
+
+
+def forget_databases() -> None:
+    _databases.clear()
+
+
+def with_database(env: dict[str, str], data_dir: Path) -> dict[str, str]:
+    return {**env, "RETOUCH_DATABASE_URL": database_url(data_dir)}
 
 
 def free_port() -> int:
@@ -155,7 +180,7 @@ class RetouchProcess:
             stdout=subprocess.PIPE,
             stderr=log,
             text=True,
-            env=self.env,
+            env=with_database(self.env, self.data_dir),
         )
 
     def serve(self, *extra: str) -> RetouchProcess:
@@ -201,7 +226,7 @@ class RetouchProcess:
             [sys.executable, "-m", "retouch", *args, "--data-dir", str(self.data_dir)],
             capture_output=True,
             text=True,
-            env=self.env,
+            env=with_database(self.env, self.data_dir),
             check=True,
         )
         return done.stdout
@@ -213,7 +238,7 @@ def worker_process(data_dir: Path, env: dict[str, str]) -> subprocess.Popen[str]
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         text=True,
-        env=env,
+        env=with_database(env, data_dir),
     )
 
 

@@ -22,6 +22,7 @@ from retouch.jobs.open_store import open_store
 from retouch.log_context import configure_logging
 from retouch.served_endpoints import ConfigError, Endpoint, load_endpoints
 from retouch.services import Services, open_services
+from retouch.storage.signing_secret import SigningSecretError
 
 app = typer.Typer(
     help="Retouch: self-hosted image editing from a text prompt.", no_args_is_help=True
@@ -69,15 +70,15 @@ def preview_warning(endpoint: Endpoint) -> str:
 
 
 def services_or_exit(settings: Settings) -> Services:
-    with database_url_checked():
+    with configuration_checked():
         return open_services(settings)
 
 
 @contextmanager
-def database_url_checked() -> Iterator[None]:
+def configuration_checked() -> Iterator[None]:
     try:
         yield
-    except DatabaseUrlError as error:
+    except (DatabaseUrlError, SigningSecretError) as error:
         console.print(f"configuration error: {error}", style="bold red", markup=False)
         raise typer.Exit(2) from None
 
@@ -272,7 +273,7 @@ def migrate(data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
     """Create or upgrade the database schema, then exit (every command also does it at start;
     this lets a deployment do it once, before starting many processes)."""
     settings = load_settings(data_dir=data_dir, database_url=database_url)
-    with database_url_checked():
+    with configuration_checked():
         store = open_store(
             settings.store_url,
             max_attempts=settings.max_attempts,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MIB = 1024 * 1024
@@ -69,6 +69,25 @@ class Settings(BaseSettings):
 
     # Outputs.
     url_ttl_seconds: int = 24 * 3600
+    storage_url: str | None = Field(
+        None,
+        description="s3://BUCKET[/PREFIX] for outputs and uploads in an S3-compatible bucket; "
+        "unset = the outputs folder in the data dir",
+    )
+    s3_endpoint_url: str | None = Field(
+        None, description="Endpoint of a non-AWS S3 service, e.g. http://minio:9000"
+    )
+    s3_region: str | None = Field(None, description="The bucket's region; unset = us-east-1")
+    s3_presign: bool = Field(
+        False,
+        description="Results carry the bucket's presigned URLs instead of ours (needs an s3:// "
+        "RETOUCH_STORAGE_URL); uploads keep ours",
+    )
+    signing_secret: SecretStr | None = Field(
+        None,
+        description="64 hex characters that sign file URLs, on every process; unset = the "
+        "one made once and kept in the database",
+    )
 
     # Webhooks: a failing receiver is retried with growing pauses for this long.
     webhook_retry_seconds: float = 24 * 3600.0
@@ -89,7 +108,17 @@ class Settings(BaseSettings):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 
-    @field_validator("nsfw_classifier", "attention_backend", "model", "database_url", mode="before")
+    @field_validator(
+        "nsfw_classifier",
+        "attention_backend",
+        "model",
+        "database_url",
+        "signing_secret",
+        "storage_url",
+        "s3_endpoint_url",
+        "s3_region",
+        mode="before",
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value

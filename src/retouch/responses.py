@@ -3,6 +3,7 @@ routes and for the webhook dispatcher (whose body is the result body)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
@@ -85,13 +86,26 @@ def webhook_state(url: str, delivery: DeliveryRecord | None) -> WebhookState:
 class ResponseBuilder:
     """Builds bodies that hold signed file URLs, so it holds the signer and their lifetime."""
 
-    def __init__(self, signer: UrlSigner, url_ttl_seconds: int) -> None:
+    def __init__(
+        self,
+        signer: UrlSigner,
+        url_ttl_seconds: int,
+        presign: Callable[[str, int], str] | None = None,
+    ) -> None:
         self.signer = signer
         self.url_ttl_seconds = url_ttl_seconds
+        # RETOUCH_S3_PRESIGN: outputs are handed out as the bucket's own presigned URLs.
+        self.presign = presign
 
     def file_url(self, base: str, name: str) -> str:
         expires, signature = self.signer.sign(name, self.url_ttl_seconds)
         return f"{base}/v1/files/{name}?{urlencode({'expires': expires, 'sig': signature})}"
+
+    def output_url(self, base: str, name: str) -> str:
+        """An output's URL in a result: ours (file_url), or the store's presigned one."""
+        if self.presign is not None:
+            return self.presign(name, self.url_ttl_seconds)
+        return self.file_url(base, name)
 
     @staticmethod
     def submitted(base: str, job: Job) -> Submission:
@@ -133,7 +147,7 @@ class ResponseBuilder:
         fields: dict[str, Any] = {"request_id": job.id, "status": RESULT_NAMES[job.state]}
         stored = StoredResult.model_validate(job.result) if job.result else None
         if job.state is JobState.SUCCEEDED and stored is not None:
-            urls = [self.file_url(base, output.file) for output in stored.outputs]
+            urls = [self.output_url(base, output.file) for output in stored.outputs]
             fields["output"] = (
                 Output(images=urls, image=urls[0]) if len(urls) == 1 else Output(images=urls)
             )

@@ -9,8 +9,10 @@ from retouch.auth.keys import KeyStore
 from retouch.config import Settings
 from retouch.jobs.open_store import open_store
 from retouch.jobs.store import JobStore
-from retouch.storage.local import LocalStorage
-from retouch.storage.signing import UrlSigner, load_or_create_secret
+from retouch.storage.base import Storage
+from retouch.storage.open_storage import open_storage
+from retouch.storage.signing import UrlSigner
+from retouch.storage.signing_secret import load_signing_secret
 
 
 @dataclass
@@ -18,7 +20,7 @@ class Services:
     settings: Settings
     store: JobStore
     keys: KeyStore
-    storage: LocalStorage
+    storage: Storage
     signer: UrlSigner
 
     def close(self) -> None:
@@ -32,10 +34,17 @@ def open_services(settings: Settings) -> Services:
         max_attempts=settings.max_attempts,
         webhook_retry_seconds=settings.webhook_retry_seconds,
     )
+    try:
+        secret = load_signing_secret(
+            store.engine, data_dir=settings.data_dir, configured=settings.signing_secret
+        )
+    except BaseException:
+        store.close()
+        raise
     return Services(
         settings=settings,
         store=store,
         keys=KeyStore(store.engine),
-        storage=LocalStorage(settings.outputs_dir),
-        signer=UrlSigner(load_or_create_secret(settings.data_dir / "signing.key")),
+        storage=open_storage(settings),
+        signer=UrlSigner(secret),
     )

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
+import e2e_support
 from e2e_support import Api, RetouchProcess, running_server, seed_data_dir
+from unit.databases import BACKENDS, postgres_or_skip
 
 HERE = Path(__file__).parent
 
@@ -17,6 +19,23 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if HERE in item.path.parents:
             item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(scope="session", params=BACKENDS, autouse=True)
+def backend(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every end-to-end test runs on both job stores: its processes on SQLite files in their
+    data dirs, then on PostgreSQL (a new database per data dir, dropped at the end)."""
+    if request.param == "sqlite":
+        yield "sqlite"
+        return
+    databases = postgres_or_skip()
+    e2e_support.new_database = databases.create
+    try:
+        yield "postgresql"
+    finally:
+        e2e_support.new_database = None
+        e2e_support.forget_databases()
+        databases.drop_created()
 
 
 @pytest.fixture
@@ -28,7 +47,7 @@ def data_dir(tmp_path: Path, models_cache: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def server(
-    tmp_path_factory: pytest.TempPathFactory, models_cache: Path
+    tmp_path_factory: pytest.TempPathFactory, models_cache: Path, backend: str
 ) -> Iterator[RetouchProcess]:
     """One `retouch serve` with its worker, shared by the tests that do not restart it."""
     with running_server(tmp_path_factory.mktemp("shared") / "data", models_cache) as process:

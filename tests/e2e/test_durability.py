@@ -6,7 +6,14 @@ import signal
 import time
 from pathlib import Path
 
-from e2e_support import Api, ImageServer, RetouchProcess, server_env, worker_process
+from e2e_support import (
+    Api,
+    ImageServer,
+    RetouchProcess,
+    database_url,
+    server_env,
+    worker_process,
+)
 
 
 def worker_processes_of(data_dir: Path) -> list[int]:
@@ -54,9 +61,9 @@ def test_a_job_whose_worker_is_killed_runs_again(data_dir: Path, image_server: I
 
 
 def test_jobs_left_running_past_max_attempts_fail_as_worker_lost(data_dir: Path) -> None:
-    from retouch.jobs.sql_store import SqlJobStore
+    from retouch.jobs.open_store import open_store
 
-    store = SqlJobStore.open_sqlite(data_dir / "retouch.db", max_attempts=2)
+    store = open_store(database_url(data_dir), max_attempts=2, webhook_retry_seconds=60)
     job = store.submit(key_id="k", endpoint="e", input={}, max_queued=10)
     for _ in range(2):
         assert store.claim(worker_id="w", lease_seconds=0.01) is not None

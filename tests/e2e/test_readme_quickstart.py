@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from e2e_support import RetouchProcess, seed_data_dir, server_env
@@ -36,7 +37,11 @@ def quickstart_terminals() -> tuple[str, str]:
     return blocks[0], blocks[1]
 
 
-def test_the_readme_quickstart_edits_an_image(tmp_path: Path, models_cache: Path) -> None:
+def test_the_readme_quickstart_edits_an_image(
+    tmp_path: Path, models_cache: Path, backend: str
+) -> None:
+    if backend != "sqlite":
+        pytest.skip("the quick start runs the embedded default: SQLite in ./.retouch")
     terminal_1, terminal_2 = quickstart_terminals()
     # The test stands in for terminal 1 with the command `make serve` runs.
     assert terminal_1.strip() == "make serve", terminal_1

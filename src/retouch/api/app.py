@@ -19,6 +19,7 @@ from retouch.config import Settings
 from retouch.responses import ResponseBuilder
 from retouch.served_endpoints import Endpoint, load_endpoints
 from retouch.services import Services, open_services
+from retouch.storage.open_storage import presigner
 from retouch.webhooks.dispatcher import WebhookDispatcher
 
 
@@ -70,7 +71,9 @@ def create_app(
         keys=services.keys,
         storage=services.storage,
         signer=services.signer,
-        responses=ResponseBuilder(services.signer, settings.url_ttl_seconds),
+        responses=ResponseBuilder(
+            services.signer, settings.url_ttl_seconds, presigner(settings, services.storage)
+        ),
         endpoints={endpoint.id: endpoint for endpoint in endpoints},
         changes=changes,
     )

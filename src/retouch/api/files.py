@@ -3,16 +3,20 @@ permission)."""
 
 from __future__ import annotations
 
+import hashlib
 import re
+from email.utils import formatdate
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
 
 from retouch.api.dependencies import app_state
 from retouch.api.errors import ApiError, error_responses
 from retouch.contract.errors import FORBIDDEN, NOT_FOUND, RANGE_NOT_SATISFIABLE
 from retouch.media.encode import CONTENT_TYPES, FILE_EXTENSIONS
+from retouch.storage.base import FileStat, Storage, is_valid_name
 
 router = APIRouter(tags=["files"])
 
@@ -21,11 +25,12 @@ CONTENT_TYPE_BY_EXTENSION = {FILE_EXTENSIONS[fmt]: CONTENT_TYPES[fmt] for fmt in
 _SINGLE_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
-def check_range(header: str | None, size: int) -> None:
-    """Allow one satisfiable byte range (resumed downloads); anything else is answered in
-    our envelope instead of the framework's plain-text errors."""
+def requested_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """The one satisfiable byte range asked for (resumed downloads), as (start, end
+    exclusive); None without a Range header. Anything else is answered in our envelope
+    instead of the framework's plain-text errors."""
     if header is None:
-        return
+        return None
     match = _SINGLE_RANGE.match(header.strip())
     first, last = match.groups() if match else ("", "")
     satisfiable = (
@@ -44,29 +49,64 @@ def check_range(header: str | None, size: int) -> None:
             f"unsupported or unsatisfiable Range {header[:100]!r}: ask for one range of "
             f"bytes=START-END within the file's {size} bytes, or omit the header",
         )
+    if not first:
+        return max(0, size - int(last)), size
+    return int(first), min(int(last) + 1, size) if last else size
+
+
+def validators(stat: FileStat) -> dict[str, str]:
+    """Last-Modified and ETag, made as Starlette's FileResponse makes them (the local
+    folder's files keep the validators they had before storage was pluggable)."""
+    tag = hashlib.md5(f"{stat.modified}-{stat.size}".encode(), usedforsecurity=False)
+    return {
+        "last-modified": formatdate(stat.modified, usegmt=True),
+        "etag": f'"{tag.hexdigest()}"',
+    }
+
+
+def stored_file_response(
+    request: Request, storage: Storage, name: str, content_type: str, stat: FileStat
+) -> Response:
+    """The file streamed from storage: all of it (200), or the one range asked for (206),
+    or only the headers for HEAD. An If-Range that no longer matches gets the whole file."""
+    headers = {
+        "content-type": content_type,
+        "accept-ranges": "bytes",
+        **validators(stat),
+        "X-Content-Type-Options": "nosniff",
+        "Cache-Control": "private, max-age=3600",
+    }
+    byte_range = requested_range(request.headers.get("range"), stat.size)
+    if_range = request.headers.get("if-range")
+    if if_range is not None and if_range not in (headers["etag"], headers["last-modified"]):
+        byte_range = None
+    start, end = byte_range or (0, stat.size)
+    if byte_range is not None:
+        headers["content-range"] = f"bytes {start}-{end - 1}/{stat.size}"
+    headers["content-length"] = str(end - start)
+    status = 206 if byte_range is not None else 200
+    if request.method == "HEAD":
+        return Response(status_code=status, headers=headers)
+    # A sync iterator: Starlette reads it in a worker thread, one chunk at a time.
+    return StreamingResponse(storage.stream(name, start, end), status, headers=headers)
 
 
 def signed_file(
     request: Request, request_id: str, filename: str, expires: int, sig: str
-) -> FileResponse:
+) -> Response:
     state = app_state(request)
     name = f"{request_id}/{filename}"
-    if not state.storage.is_valid_name(name) or not state.signer.verify(name, expires, sig):
+    if not is_valid_name(name) or not state.signer.verify(name, expires, sig):
         raise ApiError(
             403,
             FORBIDDEN,
             "bad or expired signature: fetch the request's result again for fresh URLs",
         )
-    path = state.storage.path(name)
-    content_type = CONTENT_TYPE_BY_EXTENSION.get(path.suffix.lstrip("."))
-    if content_type is None or not path.is_file():
+    content_type = CONTENT_TYPE_BY_EXTENSION.get(filename.rpartition(".")[2])
+    stat = state.storage.stat(name) if content_type is not None else None
+    if content_type is None or stat is None:
         raise ApiError(404, NOT_FOUND, "file not found (it may have been deleted)")
-    check_range(request.headers.get("range"), path.stat().st_size)
-    return FileResponse(
-        path,
-        media_type=content_type,
-        headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "private, max-age=3600"},
-    )
+    return stored_file_response(request, state.storage, name, content_type, stat)
 
 
 FILE_PATH = "/v1/files/{request_id}/{filename}"
@@ -85,14 +125,15 @@ FILE_RESPONSES: dict[int | str, dict[str, Any]] = {
 @router.get(FILE_PATH, response_class=FileResponse, responses=FILE_RESPONSES)
 async def get_file(
     request: Request, request_id: str, filename: str, expires: int = 0, sig: str = ""
-) -> FileResponse:
+) -> Response:
     """A file by its signed URL, as a result or an upload handed it out."""
-    return signed_file(request, request_id, filename, expires, sig)
+    # In a thread: a remote store's stat is a request of its own.
+    return await run_in_threadpool(signed_file, request, request_id, filename, expires, sig)
 
 
 @router.head(FILE_PATH, response_class=FileResponse, responses=FILE_RESPONSES)
 async def head_file(
     request: Request, request_id: str, filename: str, expires: int = 0, sig: str = ""
-) -> FileResponse:
+) -> Response:
     """The headers `get_file` would answer, without the body."""
-    return signed_file(request, request_id, filename, expires, sig)
+    return await run_in_threadpool(signed_file, request, request_id, filename, expires, sig)

@@ -10,7 +10,7 @@ from retouch.config import Settings
 from retouch.jobs.store import JobStore
 from retouch.responses import ResponseBuilder
 from retouch.served_endpoints import Endpoint
-from retouch.storage.local import LocalStorage
+from retouch.storage.base import Storage
 from retouch.storage.signing import UrlSigner
 
 
@@ -19,7 +19,7 @@ class AppState:
     settings: Settings
     store: JobStore
     keys: KeyStore
-    storage: LocalStorage
+    storage: Storage
     signer: UrlSigner
     responses: ResponseBuilder
     endpoints: dict[str, Endpoint]

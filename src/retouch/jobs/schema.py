@@ -124,3 +124,14 @@ workers = Table(
     Column("last_seen", Float, nullable=False),
     Column("info", Text, nullable=False),
 )
+
+# Secrets every process of a deployment shares, made once by whichever starts first: the
+# secret that signs file URLs ("url_signing"), so any API process verifies any URL another
+# one signed, and any worker recognises our own upload URLs.
+service_secrets = Table(
+    "service_secrets",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("value", String(200), nullable=False),
+    Column("created_at", Float, nullable=False),
+)

@@ -1,33 +1,30 @@
-"""Outputs in a local folder of the data dir. Names are `<request id>/<file>`; writes are
-atomic (temp file + rename) so a reader never sees half a file."""
+"""Outputs in a local folder of the data dir (the default storage). Names are
+`<request id>/<file>`; writes are atomic (temp file + rename) so a reader never sees half a
+file."""
 
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
-_NAME_PATTERN = re.compile(r"^[0-9a-f-]{36}/[A-Za-z0-9_.-]{1,100}$")
+from retouch.storage.base import CHUNK_BYTES, FileStat, checked_name, checked_request
 
 
 class LocalStorage:
+    """Satisfies retouch.storage.base.Storage."""
+
     def __init__(self, root: Path) -> None:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
 
-    @staticmethod
-    def is_valid_name(name: str) -> bool:
-        return bool(_NAME_PATTERN.match(name)) and ".." not in name
-
-    def path(self, name: str) -> Path:
-        if not self.is_valid_name(name):
-            raise ValueError(f"invalid output name {name!r}")
-        return self.root / name
+    def _path(self, name: str) -> Path:
+        return self.root / checked_name(name)
 
     def put(self, name: str, data: bytes) -> None:
-        target = self.path(name)
+        target = self._path(name)
         target.parent.mkdir(parents=True, exist_ok=True)
         # A temporary name of its own per write: two writers of one name (the same upload sent
         # twice at once) must not share it, or one would rename the other's half-written file.
@@ -49,17 +46,36 @@ class LocalStorage:
         finally:
             os.close(directory)
 
+    def read(self, name: str) -> bytes:
+        return self._path(name).read_bytes()
+
+    def stat(self, name: str) -> FileStat | None:
+        path = self._path(name)
+        try:
+            result = path.stat()
+        except FileNotFoundError:
+            return None
+        return FileStat(result.st_size, result.st_mtime) if path.is_file() else None
+
+    def stream(self, name: str, start: int, end: int) -> Iterator[bytes]:
+        with self._path(name).open("rb") as handle:
+            handle.seek(start)
+            while start < end:
+                chunk = handle.read(min(CHUNK_BYTES, end - start))
+                if not chunk:
+                    return
+                start += len(chunk)
+                yield chunk
+
     def delete(self, name: str) -> None:
-        self.path(name).unlink(missing_ok=True)
+        self._path(name).unlink(missing_ok=True)
 
     def delete_request(self, request_id: str) -> None:
-        shutil.rmtree(self.root / request_id, ignore_errors=True)
+        shutil.rmtree(self.root / checked_request(request_id), ignore_errors=True)
 
     def keep_only(self, request_id: str, names: list[str]) -> None:
-        """Remove a request's files other than `names`: leftovers of attempts that died
-        between storing their files and finishing the job."""
-        folder = self.root / request_id
-        keep = {self.path(name) for name in names}
+        folder = self.root / checked_request(request_id)
+        keep = {self._path(name) for name in names}
         if folder.is_dir():
             for path in folder.iterdir():
                 if path not in keep:

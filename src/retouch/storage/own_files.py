@@ -10,7 +10,7 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Final
 
-from retouch.storage.local import LocalStorage
+from retouch.storage.base import is_valid_name
 from retouch.storage.signing import UrlSigner
 
 # Only the path's end is ours: the public base URL may carry a host and a prefix of its own.
@@ -57,7 +57,7 @@ def own_file(url: str, signer: UrlSigner) -> OwnFile | None:
     """The file `url` points at when we signed it (expired or not); None when it is not one
     of ours or its signature is wrong: such a URL is fetched like any other."""
     parsed = parse_file_url(url)
-    if parsed is None or not LocalStorage.is_valid_name(parsed.name):
+    if parsed is None or not is_valid_name(parsed.name):
         return None
     if not signer.is_signed(parsed.name, parsed.expires, parsed.signature):
         return None

@@ -24,7 +24,7 @@ from retouch.media.encode import CONTENT_TYPES, FILE_EXTENSIONS, encode_image, r
 from retouch.media.errors import MediaError
 from retouch.media.fetch import FetchConfig, fetch_bytes
 from retouch.safety.moderation import POLICY_VIOLATION, Moderator, PolicyViolation, image_message
-from retouch.storage.local import LocalStorage
+from retouch.storage.base import Storage
 from retouch.storage.own_files import own_file
 from retouch.storage.signing import UrlSigner
 
@@ -64,7 +64,7 @@ async def read_input(url: str, tools: JobTools) -> bytes:
     if own.expired:
         raise MediaError(f"this file URL has expired: {UPLOAD_AGAIN}")
     try:
-        return await asyncio.to_thread(tools.storage.path(own.name).read_bytes)
+        return await asyncio.to_thread(tools.storage.read, own.name)
     except FileNotFoundError:
         raise MediaError(f"this file no longer exists on the server: {UPLOAD_AGAIN}") from None
 
@@ -142,7 +142,7 @@ class JobTools:
     """What a worker lends each job of one endpoint."""
 
     engine: Engine
-    storage: LocalStorage
+    storage: Storage
     signer: UrlSigner
     """Recognises our own signed file URLs among the inputs (read_input)."""
     fetch_config: FetchConfig

@@ -20,7 +20,7 @@ from retouch.log_context import request_id_bound
 from retouch.media.fetch import FetchConfig
 from retouch.safety.moderation import Moderator
 from retouch.served_endpoints import Endpoint
-from retouch.storage.local import LocalStorage
+from retouch.storage.base import Storage
 from retouch.storage.signing import UrlSigner
 from retouch.worker.edit_job import JobFailure, JobTools, model_info, run_edit_job
 from retouch.worker.memory import memory_report
@@ -145,7 +145,7 @@ class Worker:
         self,
         settings: Settings,
         store: WorkerStore,
-        storage: LocalStorage,
+        storage: Storage,
         signer: UrlSigner,
         endpoints: list[Endpoint],
         engines: ResidentEngines,
@@ -240,6 +240,11 @@ class Worker:
     def _run_claim(self, claim: Claim) -> None:
         job = claim.job
         log.info("job %s: started (attempt %d)", job.id, job.attempts)
+        if job.attempts > 1:
+            # Files of earlier attempts that died after storing them are no one's outcome: a
+            # job cancelled or failed in this attempt must not keep them. (A lost attempt
+            # still running somewhere deletes its own files when it cannot complete.)
+            self.storage.delete_request(job.id)
         started = time.perf_counter()
         endpoint = self.endpoints[job.endpoint]
         with LeaseKeeper(self.store, claim, self.settings.lease_seconds) as lease:

@@ -15,7 +15,6 @@ import pytest
 from e2e_support import Api, make_image
 from retouch.api import uploads
 from retouch.storage.own_files import parse_file_url
-from retouch.storage.signing import UrlSigner, load_or_create_secret
 
 from ..inprocess import InProcessServer, in_process_server
 
@@ -73,8 +72,7 @@ def isolated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessServ
 
 def signed_url(server: InProcessServer, name: str, ttl_seconds: int) -> str:
     """A URL for `name` signed with the server's own key (a negative ttl: already expired)."""
-    signer = UrlSigner(load_or_create_secret(server.data_dir / "signing.key"))
-    expires, signature = signer.sign(name, ttl_seconds)
+    expires, signature = server.services.signer.sign(name, ttl_seconds)
     return f"{server.base}/v1/files/{name}?{urlencode({'expires': expires, 'sig': signature})}"
 
 

@@ -301,7 +301,7 @@ def test_migrations_from_many_processes_at_once(unmigrated_database_url: str) ->
     store = open_at(unmigrated_database_url)
     with store.engine.connect() as conn:
         context = MigrationContext.configure(conn)
-        assert context.get_current_heads() == ("0003",)
+        assert context.get_current_heads() == ("0004",)
         assert compare_metadata(context, metadata) == []
     store.close()
 

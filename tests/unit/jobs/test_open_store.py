@@ -57,7 +57,7 @@ def test_migrate_then_keys_on_either_backend(
     assert migrated.exit_code == 0, migrated.output
     engine = create_engine(unmigrated_database_url)
     with engine.connect() as conn:
-        assert MigrationContext.configure(conn).get_current_heads() == ("0003",)
+        assert MigrationContext.configure(conn).get_current_heads() == ("0004",)
     engine.dispose()
     created = runner.invoke(app, ["keys", "create", "--name", "ops", *options])
     assert created.exit_code == 0, created.output

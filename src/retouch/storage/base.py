@@ -1,0 +1,73 @@
+"""What the API and the worker need of a file store, so a local folder and an S3-compatible
+bucket are interchangeable. Names are `<request id>/<file>`, checked by `is_valid_name`; a
+name that fails the check is refused with ValueError by every operation."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Final, Protocol
+
+_NAME_PATTERN: Final = re.compile(r"^[0-9a-f-]{36}/[A-Za-z0-9_.-]{1,100}$")
+_REQUEST_PATTERN: Final = re.compile(r"^[0-9a-f-]{36}$")
+# What a stream hands over at a time: small enough that serving a large file holds little of
+# it in memory.
+CHUNK_BYTES: Final = 256 * 1024
+
+
+def is_valid_name(name: str) -> bool:
+    return bool(_NAME_PATTERN.match(name)) and ".." not in name
+
+
+def checked_name(name: str) -> str:
+    if not is_valid_name(name):
+        raise ValueError(f"invalid output name {name!r}")
+    return name
+
+
+def checked_request(request_id: str) -> str:
+    """A request id as a folder or prefix: never empty, never a path trick, so deleting a
+    request's files cannot reach another's."""
+    if not _REQUEST_PATTERN.match(request_id):
+        raise ValueError(f"invalid request id {request_id!r}")
+    return request_id
+
+
+@dataclass(frozen=True)
+class FileStat:
+    size: int
+    modified: float
+    """Seconds since the epoch: served as Last-Modified and in the ETag."""
+
+
+class Storage(Protocol):
+    """A store of named files. Writes are atomic: a reader sees the whole file or none."""
+
+    def put(self, name: str, data: bytes) -> None: ...
+
+    def read(self, name: str) -> bytes:
+        """The whole file; FileNotFoundError when there is none."""
+        ...
+
+    def stat(self, name: str) -> FileStat | None:
+        """The file's size and time, None when there is none."""
+        ...
+
+    def stream(self, name: str, start: int, end: int) -> Iterator[bytes]:
+        """Bytes `start` to `end` (exclusive) in chunks of about CHUNK_BYTES, read as they
+        are sent: never the whole file at once."""
+        ...
+
+    def delete(self, name: str) -> None:
+        """Remove one file; nothing when there is none."""
+        ...
+
+    def delete_request(self, request_id: str) -> None:
+        """Remove every file of a request."""
+        ...
+
+    def keep_only(self, request_id: str, names: list[str]) -> None:
+        """Remove a request's files other than `names`: leftovers of attempts that died
+        between storing their files and finishing the job."""
+        ...
