@@ -38,13 +38,14 @@ def open_services(settings: Settings) -> Services:
         secret = load_signing_secret(
             store.engine, data_dir=settings.data_dir, configured=settings.signing_secret
         )
+        storage = open_storage(settings)
     except BaseException:
-        store.close()
+        store.close()  # a bad secret or storage URL must not leave the store's pool open
         raise
     return Services(
         settings=settings,
         store=store,
         keys=KeyStore(store.engine),
-        storage=open_storage(settings),
+        storage=storage,
         signer=UrlSigner(secret),
     )
