@@ -166,11 +166,7 @@ def worker_command(
 ) -> None:
     """Run one worker process against a data dir (one per GPU)."""
     from retouch.engine.registry import load_engine
-    from retouch.engine.upscale import load_upscaler
-    from retouch.safety.images import load_classifier
-    from retouch.safety.moderation import Moderator
-    from retouch.safety.prompt import scan_prompt
-    from retouch.worker.runner import ResidentEngines, Worker
+    from retouch.worker.runner import ResidentEngines, build_worker
 
     configure_logging()
     log = logging.getLogger(__name__)
@@ -199,20 +195,7 @@ def worker_command(
     # model fails at start, not on a user's job.
     for served in endpoints:
         pool.get(served)
-    upscaler = load_upscaler(settings.upscaler, device=settings.device)
-    # Loaded once per worker, before the first job.
-    moderator = Moderator(load_classifier(settings.nsfw_classifier))
-    scan_prompt("")  # compiles the lexicon now (~0.15 s), not in the first job
-    runner = Worker(
-        settings,
-        services.store,
-        services.storage,
-        services.signer,
-        endpoints,
-        pool,
-        upscaler,
-        moderator,
-    )
+    runner = build_worker(settings, services, endpoints, pool)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: runner.stop())
     try:

@@ -26,7 +26,9 @@ from retouch.jobs.models import DeliveryRecord, Job, LogLine, StoredResult, Work
 from retouch.storage.signing import UrlSigner
 
 # Stored with a job's result beside its outputs, and shown on the result as they are.
-_RESULT_EXTRAS = ("model", "warnings", "generation", "references", "has_nsfw_concepts", "timings")
+_RESULT_EXTRAS = frozenset(
+    ("model", "warnings", "generation", "references", "has_nsfw_concepts", "timings")
+)
 
 
 def request_urls(base: str, job_id: str) -> tuple[str, str, str]:
@@ -155,7 +157,9 @@ class ResponseBuilder:
             fields["error"] = JobError(code=job.error_code or "", message=job.error_message or "")
         if stored is not None:
             # Our additions live beside the contract's fields, never instead of them.
-            fields.update(stored.model_dump(include=set(_RESULT_EXTRAS), exclude_unset=True))
+            fields.update(
+                {name: getattr(stored, name) for name in stored.model_fields_set & _RESULT_EXTRAS}
+            )
         return Result(
             created_at=from_timestamp(job.created_at),
             finished_at=from_timestamp(job.finished_at),

@@ -30,12 +30,9 @@ from retouch.engine.base import (
     StepCallback,
 )
 from retouch.engine.diffusers_engine import DiffusersEngine
-from retouch.engine.upscale import load_upscaler
-from retouch.safety.images import load_classifier
-from retouch.safety.moderation import Moderator
 from retouch.served_endpoints import load_endpoints
 from retouch.services import Services, open_services
-from retouch.worker.runner import ResidentEngines, Worker
+from retouch.worker.runner import ResidentEngines, Worker, build_worker
 
 # The settings server_env gives a real test server (RETOUCH_FETCH_ALLOW=127.0.0.1, …), as
 # Settings fields.
@@ -178,16 +175,7 @@ def in_process_server(
     services = open_services(settings)
     endpoints = load_endpoints(settings)
     engine = FakeEngine()
-    runner = Worker(
-        settings,
-        services.store,
-        services.storage,
-        services.signer,
-        endpoints,
-        ResidentEngines(lambda endpoint: engine),
-        load_upscaler(None),
-        Moderator(load_classifier(settings.nsfw_classifier)),
-    )
+    runner = build_worker(settings, services, endpoints, ResidentEngines(lambda _: engine))
     thread = threading.Thread(target=runner.run_forever, name="in-process-worker", daemon=True)
     if worker:
         thread.start()

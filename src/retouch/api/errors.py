@@ -149,7 +149,7 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(422, INVALID_INPUT, api_error.message, api_error.detail)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, error: StarletteHTTPException) -> Response:
+    async def _http(request: Request, error: StarletteHTTPException) -> Response:
         if error.status_code == 404:
             return error_response(404, UNKNOWN_ROUTE, "no such route: see /docs for the API")
         if error.status_code == 405:
@@ -157,7 +157,7 @@ def install_error_handlers(app: FastAPI) -> None:
             # path; a path served by several (GET and POST /v1/webhooks/secret) has them all
             # in the OpenAPI document.
             headers = dict(error.headers or {})
-            documented = documented_methods(_request.app, _request.url.path)
+            documented = documented_methods(request.app, request.url.path)
             if documented:
                 headers["Allow"] = ", ".join(documented)
             return error_response(

@@ -20,6 +20,7 @@ from retouch.log_context import request_id_bound
 from retouch.media.fetch import FetchConfig
 from retouch.safety.moderation import Moderator
 from retouch.served_endpoints import Endpoint
+from retouch.services import Services
 from retouch.storage.base import Storage
 from retouch.storage.signing import UrlSigner
 from retouch.worker.edit_job import JobFailure, JobTools, model_info, run_edit_job
@@ -298,3 +299,27 @@ class Worker:
             return
         self.storage.keep_only(job.id, files)
         log.info("job %s: succeeded in %.2f s", job.id, time.perf_counter() - started)
+
+
+def build_worker(
+    settings: Settings, services: Services, endpoints: list[Endpoint], engines: ResidentEngines
+) -> Worker:
+    """A worker on a data dir's services, as `retouch worker` runs it: the upscaler, the NSFW
+    classifier and the prompt lexicon are loaded now, once, not in the first job."""
+    from retouch.engine.upscale import load_upscaler
+    from retouch.safety.images import load_classifier
+    from retouch.safety.prompt import scan_prompt
+
+    upscaler = load_upscaler(settings.upscaler, device=settings.device)
+    moderator = Moderator(load_classifier(settings.nsfw_classifier))
+    scan_prompt("")  # compiles the lexicon (~0.15 s)
+    return Worker(
+        settings,
+        services.store,
+        services.storage,
+        services.signer,
+        endpoints,
+        engines,
+        upscaler,
+        moderator,
+    )
