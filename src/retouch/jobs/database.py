@@ -4,6 +4,7 @@ PostgreSQL through psycopg 3), and the migrations that create or upgrade the sch
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,24 @@ def open_engine(
     return open_postgres(parsed, statement_timeout_seconds=statement_timeout_seconds)
 
 
+# Switching a new file to WAL needs its exclusive lock, and SQLite answers "database is
+# locked" at once instead of waiting on the busy timeout when processes open the same new
+# file together; once the file is in WAL mode (which persists) the pragma takes no lock.
+WAL_SWITCH_SECONDS = 30.0
+
+
+def _enter_wal(cursor: sqlite3.Cursor) -> None:
+    deadline = time.monotonic() + WAL_SWITCH_SECONDS
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 def open_sqlite(path: Path) -> Engine:
     """An engine on a SQLite file in WAL mode that fsyncs every commit.
 
@@ -82,7 +101,7 @@ def open_sqlite(path: Path) -> Engine:
     def _configure(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
+        _enter_wal(cursor)
         # FULL: fsync the WAL on every commit, so an acknowledged submit survives power loss.
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA foreign_keys=ON")
