@@ -140,12 +140,24 @@ def writer(engine: Engine) -> Engine:
     return engine.execution_options(**{WRITE_OPTION: True})
 
 
+def migration_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return config
+
+
+def newest_revision() -> str | None:
+    """The revision a migrated database is at."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(migration_config()).get_current_head()
+
+
 def migrate(engine: Engine) -> None:
     """Create or upgrade the schema to the newest revision. Safe when several processes start
     at once: a lock (SQLite's write lock, PostgreSQL's advisory lock) serialises them and the
     later ones find nothing to do."""
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config = migration_config()
     with writer(engine).begin() as connection:
         if engine.dialect.name == "postgresql":
             # Released at commit; PostgreSQL's DDL is transactional, so a later process sees

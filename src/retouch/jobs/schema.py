@@ -58,7 +58,10 @@ jobs = Table(
     # Where the result is POSTed when the job ends, and the base of the URLs in that body.
     Column("webhook_url", Text, nullable=True),
     Column("base_url", String(500), nullable=True),
+    # SQLite: the change counter's value at the job's last change (retouch.jobs.changes).
+    Column("change_seq", BigInteger, nullable=True),
     Index("ix_jobs_state_seq", "state", "seq"),
+    Index("ix_jobs_change_seq", "change_seq"),
     Index("ix_jobs_key_seq", "key_id", "seq"),
 )
 
