@@ -12,13 +12,16 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.exc import SQLAlchemyError
 
 from retouch.client.cli import register as register_client_commands
 from retouch.config import Settings
 from retouch.jobs.database import DATABASE_URL_VARIABLE, DatabaseUrlError
 from retouch.jobs.open_store import open_store
+from retouch.jobs.outage import describe, is_unavailable
 from retouch.log_context import configure_logging
 from retouch.served_endpoints import ConfigError, Endpoint, load_endpoints
 from retouch.services import Services, open_services
@@ -32,6 +35,10 @@ app.add_typer(keys_app, name="keys")
 register_client_commands(app)  # edit, wait, status, result, cancel, upload, requests…
 
 console = Console(stderr=True, soft_wrap=True)
+
+# serve, worker, keys and migrate exit with this when the job database did not answer within
+# RETOUCH_DATABASE_START_WAIT_SECONDS (2 is a configuration error).
+EXIT_DATABASE_UNAVAILABLE = 3
 
 DataDir = Annotated[
     Path | None,
@@ -58,7 +65,27 @@ ConfigFile = Annotated[
 
 
 def load_settings(**overrides: Any) -> Settings:
-    return Settings(**{name: value for name, value in overrides.items() if value is not None})
+    """The settings, or exit 2 naming the flag or variable whose value is refused."""
+    given = {name: value for name, value in overrides.items() if value is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as error:
+        for problem in error.errors():
+            name = str(problem["loc"][0]) if problem["loc"] else ""
+            source = f"--{name.replace('_', '-')}" if name in given else f"RETOUCH_{name.upper()}"
+            console.print(
+                f"configuration error: {source}: {problem['msg']}", style="bold red", markup=False
+            )
+        raise typer.Exit(2) from None
+
+
+def export_flags(overrides: dict[str, Any]) -> None:
+    """Put the flags given into this process's environment as the RETOUCH_* variables they
+    override, for the children that read their settings from it (serve's worker and API
+    processes); a database password stays out of their command lines, and so out of `ps`."""
+    for name, value in overrides.items():
+        if value is not None:
+            os.environ[f"RETOUCH_{name.upper()}"] = str(value)
 
 
 def preview_warning(endpoint: Endpoint) -> str:
@@ -81,6 +108,16 @@ def configuration_checked() -> Iterator[None]:
     except (DatabaseUrlError, SigningSecretError) as error:
         console.print(f"configuration error: {error}", style="bold red", markup=False)
         raise typer.Exit(2) from None
+    except SQLAlchemyError as error:
+        if not is_unavailable(error):
+            raise
+        console.print(
+            f"the job database does not answer ({describe(error)}); start it, or check "
+            f"{DATABASE_URL_VARIABLE}, then try again",
+            style="bold red",
+            markup=False,
+        )
+        raise typer.Exit(EXIT_DATABASE_UNAVAILABLE) from None
 
 
 def endpoints_or_exit(settings: Settings) -> list[Endpoint]:
@@ -101,28 +138,35 @@ def serve(
     device: Device = None,
     config: ConfigFile = None,
     worker: Annotated[bool, typer.Option(help="Run a worker process beside the API")] = True,
+    api_processes: Annotated[
+        int | None,
+        typer.Option(help="API processes sharing the port [env RETOUCH_API_PROCESSES; 1]"),
+    ] = None,
 ) -> None:
     """Run the API, with one worker process beside it."""
     import uvicorn
 
     from retouch.api.app import create_app
+    from retouch.api.asgi import FACTORY
     from retouch.worker.supervisor import WorkerSupervisor
 
+    flags = {
+        "host": host,
+        "port": port,
+        "data_dir": data_dir,
+        "database_url": database_url,
+        "model": model,
+        "device": device,
+        "config": config,
+        "api_processes": api_processes,
+    }
+    settings = load_settings(**flags)
     configure_logging()
-    settings = load_settings(
-        host=host,
-        port=port,
-        data_dir=data_dir,
-        database_url=database_url,
-        model=model,
-        device=device,
-        config=config,
-    )
     endpoints = endpoints_or_exit(settings)
+    # Migrates, and makes the signing secret, before any child starts: API processes started
+    # together then find both done (they would also be safe racing: see jobs/database.py).
     services = services_or_exit(settings)
-    if database_url is not None:
-        # The worker child inherits the environment; a password in it stays out of `ps`.
-        os.environ[DATABASE_URL_VARIABLE] = database_url
+    export_flags(flags)
     if services.keys.count() == 0:
         _, key = services.keys.create("default")
         console.print(
@@ -138,18 +182,37 @@ def serve(
     # On stderr: stdout carries only the first start's key line, which scripts read.
     host_in_url = f"[{settings.host}]" if ":" in settings.host else settings.host
     url = f"http://{host_in_url}:{settings.port}"
-    console.print(f"Retouch API on {url} (interactive docs: {url}/docs)", markup=False)
-    uvicorn.run(
-        create_app(
-            settings, services, endpoints, on_shutdown=supervisor.stop if supervisor else None
-        ),
-        host=settings.host,
-        port=settings.port,
-        log_level="warning",
-        access_log=False,
-        # Bounded, so a client holding a connection open cannot keep the server from stopping.
-        timeout_graceful_shutdown=5,
+    processes = settings.api_processes
+    console.print(
+        f"Retouch API on {url} (interactive docs: {url}/docs)"
+        + (f", {processes} API processes" if processes > 1 else ""),
+        markup=False,
     )
+    server_options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": "warning",
+        "access_log": False,
+        # Bounded, so a client holding a connection open cannot keep the server from stopping.
+        "timeout_graceful_shutdown": 5,
+    }
+    if processes == 1:
+        uvicorn.run(
+            create_app(
+                settings, services, endpoints, on_shutdown=supervisor.stop if supervisor else None
+            ),
+            **server_options,
+        )
+        return
+    services.close()  # each API process opens its own
+    try:
+        # uvicorn's parent restarts an API process that dies, and on SIGTERM or SIGINT stops
+        # them all and returns (a single server re-raises the signal instead, hence
+        # on_shutdown above), so the worker is stopped here, once no API process is left.
+        uvicorn.run(FACTORY, factory=True, workers=processes, **server_options)
+    finally:
+        if supervisor:
+            supervisor.stop()
 
 
 @app.command("worker")

@@ -21,6 +21,12 @@ class Settings(BaseSettings):
         description="sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST:PORT/DATABASE; "
         "unset = the SQLite file retouch.db in the data dir",
     )
+    database_start_wait_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="how long a starting process waits for a job database that does not "
+        "answer (it may be restarting) before it gives up",
+    )
     model: str | None = Field(
         None, description="Local directory or Hugging Face id of the weights; unset = preview"
     )
@@ -37,6 +43,9 @@ class Settings(BaseSettings):
     )
     host: str = "127.0.0.1"
     port: int = 8000
+    api_processes: int = Field(
+        1, ge=1, description="How many API processes `retouch serve` runs on its one port"
+    )
     public_base_url: str | None = Field(
         None, description="Base of the absolute URLs we hand out, e.g. https://edit.example.com"
     )

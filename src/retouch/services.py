@@ -3,11 +3,14 @@ by the API, the worker and the CLI."""
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass
 
 from retouch.auth.keys import KeyStore
 from retouch.config import Settings
 from retouch.jobs.open_store import open_store
+from retouch.jobs.outage import OutageLog, until_answered
 from retouch.jobs.store import JobStore
 from retouch.storage.base import Storage
 from retouch.storage.open_storage import open_storage
@@ -27,8 +30,23 @@ class Services:
         self.store.close()
 
 
+log = logging.getLogger(__name__)
+
+
 def open_services(settings: Settings) -> Services:
+    """The data dir's services. A job database that does not answer yet (restarting, or
+    started after us) is waited for, up to settings.database_start_wait_seconds, as running
+    processes wait out an outage; past that, its error is raised."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + settings.database_start_wait_seconds
+    return until_answered(
+        lambda: _open_services(settings),
+        OutageLog(log, "starting"),
+        give_up=lambda: time.monotonic() >= deadline,
+    )
+
+
+def _open_services(settings: Settings) -> Services:
     store = open_store(
         settings.store_url,
         max_attempts=settings.max_attempts,

@@ -47,7 +47,7 @@ def create_app(
         webhooks.start()
         yield
         await webhooks.stop()
-        await changes.close()
+        changes.close()
         if on_shutdown is not None:
             on_shutdown()
 

@@ -4,12 +4,15 @@ error the API can answer, including the framework's own (unknown route, wrong me
 from __future__ import annotations
 
 import logging
-from typing import Any
+import threading
+import time
+from typing import Any, Final
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import ValidationError
+from sqlalchemy import exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 
@@ -17,9 +20,11 @@ from retouch.contract.errors import (
     INTERNAL,
     INVALID_INPUT,
     METHOD_NOT_ALLOWED,
+    OVERLOADED,
     UNKNOWN_ROUTE,
     ErrorBody,
 )
+from retouch.jobs.outage import describe, is_busy, is_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -72,16 +77,62 @@ _ERROR_MEANINGS = {
     422: "Invalid input: `detail` lists every bad field (422001)",
     429: "Rate limited (429001), with Retry-After",
     500: "Internal error (500001)",
-    503: "Overloaded: the queue is full (503001), with Retry-After",
+    503: "Overloaded: the queue is full, or the job database is unreachable or busy (503001), "
+    "with Retry-After",
 }
+
+# A client told to come back after this long finds a restarted database answering: workers
+# and the API reconnect within about a second of it.
+DATABASE_RETRY_AFTER_SECONDS: Final = 5
+# While the database is down every request fails the same way: one warning this often.
+DATABASE_WARNING_SECONDS: Final = 10.0
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """The error answers of a route (500 always), each with the envelope's schema."""
+    """The error answers of a route, each with the envelope's schema: always 500, and 503,
+    which any route answers while the job database is down (authenticating reads it)."""
     return {
         status: {"model": ErrorBody, "description": _ERROR_MEANINGS[status]}
-        for status in sorted({*statuses, 500})
+        for status in sorted({*statuses, 500, 503})
     }
+
+
+class _Throttled:
+    """Logs at most one warning per interval (with how many it left out)."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._last = -interval
+        self._skipped = 0
+
+    def warning(self, message: str) -> None:
+        with self._lock:
+            now = time.monotonic()
+            if now - self._last < self.interval:
+                self._skipped += 1
+                return
+            skipped, self._skipped, self._last = self._skipped, 0, now
+        more = f" ({skipped} more since the last warning)" if skipped else ""
+        log.warning("%s%s", message, more)
+
+
+_database_warnings = _Throttled(DATABASE_WARNING_SECONDS)
+
+
+def database_unavailable(error: Exception) -> ApiError | None:
+    """The 503 for an error of a database that does not answer now; None for any other
+    error (a bug: a 500)."""
+    if not is_unavailable(error):
+        return None
+    state = "busy" if is_busy(error) else "unreachable"
+    _database_warnings.warning(f"the job database is {state}, answering 503: {describe(error)}")
+    return ApiError(
+        503,
+        OVERLOADED,
+        f"the job database is {state}: retry in a few seconds",
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
+    )
 
 
 def field_path(location: tuple[int | str, ...]) -> str:
@@ -136,6 +187,16 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, error: ApiError) -> Response:
         return error_response(error.status, error.code, error.message, error.detail, error.headers)
+
+    async def _database(_request: Request, error: Exception) -> Response:
+        unavailable = database_unavailable(error)
+        if unavailable is None:
+            raise error  # a bug, for the 500 handler below
+        return await _api_error(_request, unavailable)
+
+    # DBAPIError covers OperationalError and InterfaceError; TimeoutError is the pool's.
+    for database_error in (exc.DBAPIError, exc.TimeoutError):
+        app.add_exception_handler(database_error, _database)
 
     @app.exception_handler(RequestValidationError)
     async def _request_validation(_request: Request, error: RequestValidationError) -> Response:

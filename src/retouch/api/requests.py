@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import re
 from typing import Annotated, Any
 
@@ -45,6 +46,7 @@ from retouch.log_context import bind_request_id
 from retouch.responses import log_entries, retry_after
 
 router = APIRouter(tags=["requests"])
+log = logging.getLogger(__name__)
 
 # A cursor is a job's seq: ASCII digits within SQLite's 64-bit integers.
 CURSOR_PATTERN = r"^[0-9]{1,19}$"
@@ -351,8 +353,15 @@ async def cancel_request(request_id: str, caller: Authenticated) -> Response:
     )
     if found is None:
         raise request_not_found(request_id)
-    job, _ = found
+    job, cancelled_now = found
     bind_request_id(job.id)
+    if cancelled_now and job.attempts > 0:
+        # An earlier attempt was killed after storing files (or, with cancel_running, the
+        # running one is stopping): no attempt will finish now, so they are no one's outcome.
+        try:
+            await run_in_threadpool(state.storage.delete_request, job.id)
+        except Exception:  # the job is cancelled all the same
+            log.exception("could not remove the files of cancelled request %s", job.id)
     outcome: CancelOutcomeName = (
         "cancelled" if job.state is JobState.CANCELLED else "not_cancellable"
     )

@@ -1,9 +1,10 @@
 """Following a job as it runs: the server-sent event stream of its status changes, and the
-wait behind `Prefer: wait=N`. Both sleep on the process's ChangeFeed, never in a poll loop of
-their own."""
+wait behind `Prefer: wait=N`. Both sleep on the process's ChangeFeed, woken by changes of
+their own job (a stream also when the queue moves), never in a poll loop of their own."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import time
 from collections.abc import AsyncIterator
@@ -15,6 +16,7 @@ from retouch.api.state import AppState
 from retouch.contract.bodies import Result, Status
 from retouch.contract.states import FINISHED_STATES
 from retouch.jobs.models import Job
+from retouch.jobs.outage import Backoff, is_unavailable
 from retouch.responses import webhook_state
 
 # A comment line this often keeps proxies from closing a quiet stream.
@@ -35,18 +37,26 @@ async def _read(state: AppState, job_id: str, key_id: str) -> Job | None:
 
 
 async def wait_for_end(state: AppState, job_id: str, key_id: str, timeout: float) -> Job | None:
-    """The job once it has finished, or None if it is still unfinished after `timeout`."""
+    """The job once it has finished, or None if it is still unfinished after `timeout` (or the
+    database stopped answering meanwhile: the job exists, so the caller answers as if the wait
+    had ended, rather than with a 503 that a client might take for a submit that failed)."""
     deadline = time.monotonic() + timeout
     waiting = True
-    while True:
-        marker = state.changes.marker()
-        job = await _read(state, job_id, key_id)
-        if job is None or job.state in FINISHED_STATES:
-            return job
-        if not waiting:
-            return None
-        # After the deadline, one last read: the job may have ended just before it.
-        waiting = await state.changes.wait(marker, deadline - time.monotonic())
+    with state.changes.follow(job_id) as changes:
+        while True:
+            changes.mark()
+            try:
+                job = await _read(state, job_id, key_id)
+            except Exception as error:
+                if not is_unavailable(error):
+                    raise
+                return None
+            if job is None or job.state in FINISHED_STATES:
+                return job
+            if not waiting:
+                return None
+            # After the deadline, one last read: the job may have ended just before it.
+            waiting = await changes.wait(deadline - time.monotonic())
 
 
 async def status_events(
@@ -55,18 +65,35 @@ async def status_events(
     """`status` events (the status body) whenever it changes, then one `result` event with the
     result body, then the end of the stream."""
     sent: Status | None = None
-    while True:
-        marker = state.changes.marker()
-        job = await _read(state, job_id, key_id)
-        if job is None:  # expired or deleted while streaming
-            return
-        status = state.responses.status(base, job)
-        if status != sent:
-            yield format_sse_event(event="status", data_str=status.to_json().decode())
-            sent = status
-        if job.state in FINISHED_STATES:
-            result = await store_read(state, functools.partial(result_body, state, base, job))
-            yield format_sse_event(event="result", data_str=result.to_json().decode())
-            return
-        if not await state.changes.wait(marker, KEEPALIVE_SECONDS):
-            yield format_sse_event(comment="keep-alive")
+    # Once the stream has started, a database that stops answering cannot become a 503: the
+    # stream stays open (keep-alive comments) and reads again until it answers.
+    backoff = Backoff()
+    # Queue moves too, whatever the job's state at the last read: it may be requeued by the
+    # next one. A running job's stream then re-reads at most once a second (few run at once).
+    with state.changes.follow(job_id, queue_position=True) as changes:
+        while True:
+            changes.mark()
+            try:
+                job = await _read(state, job_id, key_id)
+                result = None
+                if job is not None and job.state in FINISHED_STATES:
+                    read = functools.partial(result_body, state, base, job)
+                    result = await store_read(state, read)
+            except Exception as error:
+                if not is_unavailable(error):
+                    raise
+                yield format_sse_event(comment="waiting for the job database")
+                await asyncio.sleep(backoff.next())
+                continue
+            backoff.reset()
+            if job is None:  # expired or deleted while streaming
+                return
+            status = state.responses.status(base, job)
+            if status != sent:
+                yield format_sse_event(event="status", data_str=status.to_json().decode())
+                sent = status
+            if result is not None:
+                yield format_sse_event(event="result", data_str=result.to_json().decode())
+                return
+            if not await changes.wait(KEEPALIVE_SECONDS):
+                yield format_sse_event(comment="keep-alive")

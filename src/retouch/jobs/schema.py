@@ -10,6 +10,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    SmallInteger,
     String,
     Table,
     Text,
@@ -63,6 +64,24 @@ jobs = Table(
     Index("ix_jobs_state_seq", "state", "seq"),
     Index("ix_jobs_change_seq", "change_seq"),
     Index("ix_jobs_key_seq", "key_id", "seq"),
+)
+
+# How many jobs are queued in each range of seqs, at two sizes: level 0 counts per
+# QUEUE_BUCKET_SIZES[0] seqs, level 1 per QUEUE_BUCKET_SIZES[1] (bucket = seq // size). A
+# queue position is then a sum over one level-1 row per 4096 seqs ahead and fewer than 64
+# level-0 rows, plus a count of fewer than 64 index entries, never a count of the whole queue
+# ahead. Kept exact by triggers on jobs (migration 0006), so no write can miss it; only
+# buckets holding a queued job have a row. The sizes are fixed by those triggers: changing
+# them takes a migration that rebuilds the triggers and this table.
+QUEUE_BUCKET_SIZES = (64, 4096)
+queue_buckets = Table(
+    "queue_buckets",
+    metadata,
+    Column("level", SmallInteger, primary_key=True, autoincrement=False),
+    Column("bucket", BigInteger, primary_key=True, autoincrement=False),
+    Column("queued", Integer, nullable=False),
+    # SQLite: rows stored in key order, so a sum over a range of buckets reads no rowid table.
+    sqlite_with_rowid=False,
 )
 
 # An Idempotency-Key seen on a submit: a retry with the same key and body answers this job.

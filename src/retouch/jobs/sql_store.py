@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,8 @@ from sqlalchemy import (
     ColumnElement,
     Engine,
     Float,
+    Integer,
+    Select,
     and_,
     bindparam,
     case,
@@ -33,6 +35,7 @@ from sqlalchemy import (
     extract,
     func,
     literal,
+    literal_column,
     or_,
     select,
     update,
@@ -41,7 +44,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from retouch.contract import idempotency
 from retouch.contract.states import JobState
-from retouch.jobs.changes import CHANNEL, watch_changes
+from retouch.jobs.changes import CHANNEL, PAYLOAD, watch_changes
 from retouch.jobs.database import migrate, open_sqlite, writer
 from retouch.jobs.models import (
     Claim,
@@ -57,35 +60,73 @@ from retouch.jobs.models import (
     WorkerRecord,
 )
 from retouch.jobs.schema import (
+    QUEUE_BUCKET_SIZES,
     idempotency_keys,
     job_logs,
     jobs,
+    queue_buckets,
     webhook_attempts,
     webhook_deliveries,
     workers,
 )
-from retouch.jobs.store import WORKER_LOST
+from retouch.jobs.store import WORKER_LOST, JobChanges, Reaped
 
 # An Idempotency-Key answers its first request for this long.
 IDEMPOTENCY_SECONDS = idempotency.KEPT_SECONDS
 
 
+def _queued_in_buckets(level: int, *where: ColumnElement[bool]) -> Select[int]:
+    return select(func.coalesce(func.sum(queue_buckets.c.queued), 0)).where(
+        queue_buckets.c.level == level, *where
+    )
+
+
+def _constant(value: int) -> ColumnElement[int]:
+    """An integer written into the SQL, not bound: the database divides by a constant."""
+    return literal_column(str(value), Integer())
+
+
 _AHEAD = jobs.alias("ahead")
-# Computed in the same statement as the job itself, and only for a queued job (CASE does
-# not evaluate the count otherwise): a status poll is one indexed read.
+_FINE, _COARSE = QUEUE_BUCKET_SIZES
+_FINE_BUCKET = jobs.c.seq // _constant(_FINE)
+_COARSE_BUCKET = jobs.c.seq // _constant(_COARSE)
+# The jobs queued ahead in the coarse buckets below this job's, in the fine buckets below its
+# own within its coarse one, and in its fine bucket: a few rows and fewer than 64 index
+# entries, however long the queue ahead (see schema.queue_buckets). In the same statement as
+# the job itself, so one snapshot: exact. Only for a queued job (CASE evaluates nothing
+# otherwise).
 _QUEUE_POSITION = case(
     (
         jobs.c.state == JobState.QUEUED,
-        select(func.count())
+        _queued_in_buckets(1, queue_buckets.c.bucket < _COARSE_BUCKET).scalar_subquery()
+        + _queued_in_buckets(
+            0,
+            queue_buckets.c.bucket >= _COARSE_BUCKET * _constant(_COARSE // _FINE),
+            queue_buckets.c.bucket < _FINE_BUCKET,
+        ).scalar_subquery()
+        + select(func.count())
         .select_from(_AHEAD)
-        .where(_AHEAD.c.state == JobState.QUEUED, _AHEAD.c.seq < jobs.c.seq)
+        .where(
+            _AHEAD.c.state == JobState.QUEUED,
+            _AHEAD.c.seq >= _FINE_BUCKET * _constant(_FINE),
+            _AHEAD.c.seq < jobs.c.seq,
+        )
         .scalar_subquery(),
     ),
     else_=None,
 ).label("queue_position")
+# Every queued job, for the queue cap: one row per coarse bucket.
+_QUEUED_COUNT = _queued_in_buckets(1)
+# PostgreSQL: held by a submit from its count of the queue to its commit. Any fixed 64-bit
+# number other than database.MIGRATION_LOCK_ID would do.
+_QUEUE_CAP_LOCK_ID = 0x7265746F75636871  # "retouchq"
+_LOCK_QUEUE_CAP = select(func.pg_advisory_xact_lock(_QUEUE_CAP_LOCK_ID))
 
 _WITHOUT_INPUT = [c for c in jobs.c if c.name != "input"]
-# Built once: a status poll then skips statement construction, its largest cost.
+# Built once: a status poll (or a submit, under SQLite's write lock) then skips statement
+# construction, its largest cost.
+_INSERT_JOB = jobs.insert()
+_JOB_BY_ID = select(jobs).where(jobs.c.id == bindparam("job_id"))
 _GET_JOB = select(*_WITHOUT_INPUT, _QUEUE_POSITION).where(
     jobs.c.id == bindparam("job_id"), jobs.c.key_id == bindparam("key_id")
 )
@@ -94,6 +135,20 @@ _GET_JOB = select(*_WITHOUT_INPUT, _QUEUE_POSITION).where(
 # The database server's clock, in the float seconds of the time columns. clock_timestamp(),
 # not now(): now() is frozen at the start of the transaction.
 _POSTGRES_NOW = cast(extract("epoch", func.clock_timestamp()), Float)
+
+# How a write tells the watchers which jobs it changed (see retouch.jobs.changes), built once.
+_NOTIFIED = jobs.c.id.in_(bindparam("job_ids", expanding=True))
+_PG_NOTIFY = select(func.pg_notify(CHANNEL, PAYLOAD)).where(_NOTIFIED)
+_LATEST_CHANGE = jobs.alias("latest")
+_STAMP_CHANGE = (
+    update(jobs)
+    .where(_NOTIFIED)
+    .values(
+        change_seq=select(
+            func.coalesce(func.max(_LATEST_CHANGE.c.change_seq), 0) + 1
+        ).scalar_subquery()
+    )
+)
 
 
 class SqlJobStore:
@@ -136,33 +191,36 @@ class SqlJobStore:
     ) -> Job:
         job_id = str(uuid.uuid4())
         now = time.time()
+        # Built before the transaction: on SQLite every writer of the process waits while
+        # one holds the write lock, so what need not run under it does not.
+        new_job = {
+            "id": job_id,
+            "key_id": key_id,
+            "endpoint": endpoint,
+            "input": json.dumps(input, separators=(",", ":")),
+            "state": JobState.QUEUED,
+            "attempts": 0,
+            "created_at": now,
+            "webhook_url": webhook_url,
+            "base_url": base_url,
+        }
         with self._writer.begin() as conn:
             if idempotency is not None:
                 original = self._idempotent_original(conn, key_id, idempotency, job_id, now)
                 if original is not None:
                     return original
-            # On PostgreSQL two submits at once can both pass this count (nothing locks the
-            # queue), so the cap may be passed by the number of concurrent submits.
-            queued = conn.execute(
-                select(func.count()).select_from(jobs).where(jobs.c.state == JobState.QUEUED)
-            ).scalar_one()
+            if self._postgres:
+                # Submits take turns from here to their commit, so each counts every job
+                # queued before it and the cap holds exactly (SQLite's write lock does the
+                # same). They queued on the newest bucket's row anyway, which every insert
+                # updates; taking turns here instead measured no slower.
+                conn.execute(_LOCK_QUEUE_CAP)
+            queued = conn.execute(_QUEUED_COUNT).scalar_one()
             if queued >= max_queued:
                 raise QueueFull(f"{queued} jobs are already queued")
-            conn.execute(
-                jobs.insert().values(
-                    id=job_id,
-                    key_id=key_id,
-                    endpoint=endpoint,
-                    input=json.dumps(input, separators=(",", ":")),
-                    state=JobState.QUEUED,
-                    attempts=0,
-                    created_at=now,
-                    webhook_url=webhook_url,
-                    base_url=base_url,
-                )
-            )
+            conn.execute(_INSERT_JOB, new_job)
             self._notify(conn, [job_id])
-            row = conn.execute(select(jobs).where(jobs.c.id == job_id)).one()
+            row = conn.execute(_JOB_BY_ID, {"job_id": job_id}).one()
         return Job.from_row(row)
 
     def _idempotent_original(
@@ -255,9 +313,15 @@ class SqlJobStore:
     # --- worker side ----------------------------------------------------------------
 
     def claim(
-        self, *, worker_id: str, lease_seconds: float, endpoints: Sequence[str] | None = None
+        self,
+        *,
+        worker_id: str,
+        lease_seconds: float,
+        endpoints: Sequence[str] | None = None,
+        reap: bool = True,
     ) -> Claim | None:
-        self.reap_expired()
+        if reap:
+            self.reap_expired()
         token = str(uuid.uuid4())
         now = time.time()
         queued = select(jobs.c.seq).where(jobs.c.state == JobState.QUEUED)
@@ -313,10 +377,13 @@ class SqlJobStore:
         return _POSTGRES_NOW if self._postgres else time.time()
 
     def _notify(self, conn: Any, job_ids: list[str]) -> None:
-        """Wake other stores' waiters once this transaction commits (PostgreSQL; SQLite's
-        waiters see any commit through PRAGMA data_version)."""
-        if self._postgres and job_ids:
-            conn.execute(select(func.pg_notify(CHANNEL, jobs.c.id)).where(jobs.c.id.in_(job_ids)))
+        """Wake the waiters of these jobs once this transaction commits, after its writes to
+        them (the watchers read their new state). PostgreSQL: a notification per job.
+        SQLite: the jobs' change_seq set to the next value, which the write lock makes
+        greater than any committed before."""
+        if not job_ids:
+            return
+        conn.execute(_PG_NOTIFY if self._postgres else _STAMP_CHANGE, {"job_ids": job_ids})
 
     def _enqueue_webhooks(self, conn: Any, job_ids: list[str]) -> None:
         """Queue the webhook of each of these just-finished jobs that asked for one, in the
@@ -442,7 +509,7 @@ class SqlJobStore:
             progress_total=None,
         )
 
-    def reap_expired(self) -> int:
+    def reap_expired(self) -> Reaped:
         now = time.time()
         expired = and_(
             jobs.c.state == JobState.RUNNING, jobs.c.lease_expires_at < self._lease_now()
@@ -454,13 +521,14 @@ class SqlJobStore:
                 select(jobs.c.id, jobs.c.attempts).where(expired).with_for_update(skip_locked=True)
             ).all()
             if not lost:
-                return 0
+                return Reaped()
             lost_ids = [job_id for job_id, _ in lost]
             given_up = [job_id for job_id, attempts in lost if attempts >= self.max_attempts]
+            requeued = [job_id for job_id, attempts in lost if attempts < self.max_attempts]
             for job_id, attempts in lost:
                 outcome = "failed" if attempts >= self.max_attempts else "back in the queue"
                 self._log(conn, job_id, "warning", f"its worker stopped responding; {outcome}")
-            failed = conn.execute(
+            conn.execute(
                 update(jobs)
                 .where(jobs.c.id.in_(lost_ids), jobs.c.attempts >= self.max_attempts)
                 .values(
@@ -475,10 +543,10 @@ class SqlJobStore:
                     lease_token=None,
                     lease_expires_at=None,
                 )
-            ).rowcount
+            )
             if given_up:
                 self._enqueue_webhooks(conn, given_up)
-            requeued = conn.execute(
+            conn.execute(
                 update(jobs)
                 .where(jobs.c.id.in_(lost_ids), jobs.c.state == JobState.RUNNING)
                 .values(
@@ -490,9 +558,9 @@ class SqlJobStore:
                     progress_step=None,
                     progress_total=None,
                 )
-            ).rowcount
+            )
             self._notify(conn, lost_ids)
-        return int(failed + requeued)
+        return Reaped(requeued=tuple(requeued), failed=tuple(given_up))
 
     # --- webhook deliveries -------------------------------------------------------------
 
@@ -614,6 +682,9 @@ class SqlJobStore:
 
     def wait_for_change(self, timeout: float, *, since: int | None = None) -> bool:
         return self._changes.wait(timeout, since)
+
+    def watch_jobs(self, callback: Callable[[JobChanges], None]) -> Callable[[], None]:
+        return self._changes.subscribe(callback)
 
     def close(self) -> None:
         self._changes.close()

@@ -10,7 +10,8 @@ implements it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from retouch.jobs.models import (
@@ -26,6 +27,20 @@ from retouch.jobs.models import (
 )
 
 WORKER_LOST = "worker_lost"
+
+
+@dataclass(frozen=True)
+class Reaped:
+    """What one reap_expired did with the running jobs whose lease had expired."""
+
+    requeued: tuple[str, ...] = ()
+    failed: tuple[str, ...] = ()
+    """Given up (`worker_lost`): ended, so the files their attempts stored are no one's
+    outcome and the caller removes them."""
+
+    @property
+    def count(self) -> int:
+        return len(self.requeued) + len(self.failed)
 
 
 class RequestStore(Protocol):
@@ -80,9 +95,16 @@ class ClaimStore(Protocol):
     finish it, only while it holds the lease."""
 
     def claim(
-        self, *, worker_id: str, lease_seconds: float, endpoints: Sequence[str] | None = None
+        self,
+        *,
+        worker_id: str,
+        lease_seconds: float,
+        endpoints: Sequence[str] | None = None,
+        reap: bool = True,
     ) -> Claim | None:
-        """Reap expired leases, then take the oldest queued job (of these endpoints), if any."""
+        """Reap expired leases (unless reap=False: a worker reaps first itself, to remove the
+        files of the jobs the reaper gave up), then take the oldest queued job (of these
+        endpoints), if any."""
         ...
 
     def is_held(self, claim: Claim) -> bool:
@@ -109,7 +131,7 @@ class ClaimStore(Protocol):
         """running → queued without counting the attempt (the worker is shutting down)."""
         ...
 
-    def reap_expired(self) -> int:
+    def reap_expired(self) -> Reaped:
         """Requeue (or fail, past max_attempts) running jobs whose lease expired."""
         ...
 
@@ -145,8 +167,31 @@ class WorkerRegistry(Protocol):
     def workers(self, *, seen_within: float) -> list[WorkerRecord]: ...
 
 
+@dataclass(frozen=True)
+class JobChanges:
+    """One batch of changes a store's watcher heard (see ChangeSource.watch_jobs)."""
+
+    job_ids: frozenset[str] = frozenset()
+    """The jobs whose row changed: each one's waiters re-read it."""
+    queue_moved: bool = False
+    """A job left the queue, or re-entered it ahead of others: queue positions changed
+    without the rows of the jobs that still wait."""
+    everything: bool = False
+    """Changes may have gone unheard (the listener reconnected, a read failed, the watch
+    just began): every waiter re-reads."""
+
+    def __or__(self, other: JobChanges) -> JobChanges:
+        return JobChanges(
+            self.job_ids | other.job_ids,
+            self.queue_moved or other.queue_moved,
+            self.everything or other.everything,
+        )
+
+
 class ChangeSource(Protocol):
-    """Noticing that the store changed, without polling the jobs themselves."""
+    """Noticing that the store changed, without polling the jobs themselves: any commit
+    (change_token, wait_for_change: an idle worker), or which jobs changed (watch_jobs: the
+    API's waiters, each woken by its own job only)."""
 
     def change_token(self) -> int:
         """A marker of the database's state, for wait_for_change(since=...)."""
@@ -156,6 +201,13 @@ class ChangeSource(Protocol):
         """Block until another connection commits a change (after `since`, a change_token
         taken earlier; else after this call), or timeout. True on a change. Cheap: an idle
         worker calls it in a loop instead of sleeping between claims."""
+        ...
+
+    def watch_jobs(self, callback: Callable[[JobChanges], None]) -> Callable[[], None]:
+        """Call `callback` with each batch of job changes committed from now on, from the
+        store's watcher thread (so it must only hand them on), until the returned function
+        is called. Returns at once: the first batch, `everything`, comes once the watch is
+        in place and covers whatever changed before."""
         ...
 
 

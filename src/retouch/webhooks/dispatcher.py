@@ -18,6 +18,7 @@ from typing import Final, TypeVar
 from retouch.auth.keys import KeyStore
 from retouch.config import Settings
 from retouch.jobs.models import Delivery, DeliveryAttempt
+from retouch.jobs.outage import Backoff, OutageLog, is_unavailable, until_answered
 from retouch.jobs.store import WebhookStore
 from retouch.responses import ResponseBuilder
 from retouch.webhooks.backoff import RetrySchedule
@@ -36,6 +37,7 @@ LEASE_MARGIN_SECONDS: Final = 30.0
 # interrupted and retried at once by the next start.
 STOP_GRACE_SECONDS: Final = 3.0
 INTERRUPTED: Final = "interrupted: the server stopped during the attempt"
+DATABASE_DOWN: Final = "could not read the request: the job database does not answer"
 
 
 def schedule_from(settings: Settings) -> RetrySchedule:
@@ -73,6 +75,10 @@ class WebhookDispatcher:
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._db_threads = ThreadPoolExecutor(max_workers=2, thread_name_prefix="webhook-db")
+        self.outage = OutageLog(log, "webhook dispatcher")
+        # Apart: on SQLite the loop's reads go on while a writer holds the lock that keeps
+        # attempts from being recorded, and one log would flap between down and up.
+        self.recording_outage = OutageLog(log, "webhook dispatcher, recording an attempt")
 
     async def _in_db_thread(self, call: Callable[[], T]) -> T:
         """Database calls run on threads of their own: the default executor also runs DNS
@@ -99,13 +105,22 @@ class WebhookDispatcher:
     # --- the loop -----------------------------------------------------------------------------
 
     async def _run(self) -> None:
+        backoff = Backoff()
         while not self._stopping:
             try:
                 claimed = await self._claim_due()
-            except Exception:
-                # A locked or unreachable database must not end webhooks for good.
-                log.exception("webhook dispatcher: could not read the deliveries")
-                claimed = 0
+            except Exception as error:
+                # A locked or unreachable database must not end webhooks for good: tried again
+                # within a second, with one warning for the whole outage.
+                if not is_unavailable(error):
+                    log.exception("webhook dispatcher: could not read the deliveries")
+                    await self._sleep(POLL_SECONDS)
+                else:
+                    self.outage.failed(error)
+                    await self._sleep(backoff.next())
+                continue
+            self.outage.recovered()
+            backoff.reset()
             if claimed == 0:
                 await self._sleep(POLL_SECONDS)
 
@@ -150,8 +165,14 @@ class WebhookDispatcher:
             self._record(delivery, started_at, started, Outcome(error=INTERRUPTED), retry_now=True)
             raise
         except Exception as error:
-            log.exception("webhook for request %s: attempt failed", delivery.job_id)
-            outcome = Outcome(error=f"internal error while sending ({error.__class__.__name__})")
+            if is_unavailable(error):
+                self.outage.failed(error)
+                outcome = Outcome(error=DATABASE_DOWN)
+            else:
+                log.exception("webhook for request %s: attempt failed", delivery.job_id)
+                outcome = Outcome(
+                    error=f"internal error while sending ({error.__class__.__name__})"
+                )
         await self._in_db_thread(
             functools.partial(self._record, delivery, started_at, started, outcome)
         )
@@ -189,13 +210,33 @@ class WebhookDispatcher:
             error=outcome.error,
             duration_ms=(time.monotonic() - started) * 1000,
         )
+        record = functools.partial(
+            self.store.record_delivery_attempt,
+            delivery,
+            attempt,
+            delivered=outcome.delivered,
+            retry_at=retry_at,
+        )
         try:
-            self.store.record_delivery_attempt(
-                delivery, attempt, delivered=outcome.delivered, retry_at=retry_at
+            # While the database is down, retried: once the lease has ended the attempt decides
+            # nothing, and a stopping dispatcher must not wait.
+            until_answered(
+                record,
+                self.recording_outage,
+                give_up=lambda: self._stopping or self.clock() >= delivery.lease_expires_at,
             )
-        except Exception:
+        except Exception as error:
             # Unrecorded, the delivery stays leased; it is sent again once the lease ends.
-            log.exception("webhook for request %s: could not record the attempt", delivery.job_id)
+            if is_unavailable(error):
+                log.warning(
+                    "webhook for request %s: attempt not recorded (the job database does not "
+                    "answer); it is sent again once its lease ends",
+                    delivery.job_id,
+                )
+            else:
+                log.exception(
+                    "webhook for request %s: could not record the attempt", delivery.job_id
+                )
             return
         self._log(delivery, outcome, retry_at)
 

@@ -3,6 +3,7 @@ exactly once."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
@@ -15,6 +16,7 @@ from retouch.config import Settings
 from retouch.engine.base import EditCancelled, Engine
 from retouch.engine.upscale import Upscaler
 from retouch.jobs.models import Claim
+from retouch.jobs.outage import Backoff, OutageLog, is_unavailable, until_answered
 from retouch.jobs.store import ClaimStore, WorkerStore
 from retouch.log_context import request_id_bound
 from retouch.media.fetch import FetchConfig
@@ -51,12 +53,26 @@ def fetch_config(settings: Settings) -> FetchConfig:
 class LeaseKeeper:
     """Renews a claim's lease in the background and reports the job's progress. `lost` is set
     once the claim no longer holds the job (its lease expired and was reaped, or the client
-    cancelled it): its outcome must then be thrown away."""
+    cancelled it): its outcome must then be thrown away.
 
-    def __init__(self, store: ClaimStore, claim: Claim, lease_seconds: float) -> None:
+    While the database does not answer, the job runs on: a hold check that cannot be made
+    counts as held, a progress write is skipped, and the renewal is retried within a second
+    until it gets through (or the lease has run out and been reaped meanwhile: then `lost`)."""
+
+    def __init__(
+        self,
+        store: ClaimStore,
+        claim: Claim,
+        lease_seconds: float,
+        outage: OutageLog | None = None,
+    ) -> None:
         self.store = store
         self.claim = claim
         self.lease_seconds = lease_seconds
+        self.outage = outage or OutageLog(log, f"job {claim.job.id}")
+        # By our clock, the lease has run out by then unless renewed since: it was taken
+        # (or last renewed) before this was set.
+        self.expires_by = time.monotonic() + lease_seconds
         self.lost = threading.Event()
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, name="lease-keeper", daemon=True)
@@ -64,15 +80,30 @@ class LeaseKeeper:
         self._last_progress_write = 0.0
 
     def _run(self) -> None:
-        while not self._done.wait(self.lease_seconds / 3):
+        interval = self.lease_seconds / 3
+        pause, backoff = interval, Backoff()
+        while not self._done.wait(pause):
             try:
                 renewed = self.store.renew(self.claim, lease_seconds=self.lease_seconds)
-            except Exception:
-                log.exception("lease renewal failed; retrying")
+            except Exception as error:
+                if is_unavailable(error):
+                    self.outage.failed(error)
+                else:
+                    log.exception("lease renewal failed; retrying")
+                # Again soon, not in a third of the lease: it runs out meanwhile.
+                pause = min(backoff.next(), interval)
                 continue
+            self.outage.recovered()
             if not renewed:
                 self._mark_lost()
                 return
+            self.expires_by = time.monotonic() + self.lease_seconds
+            pause = interval
+            backoff.reset()
+
+    def expired(self) -> bool:
+        """Whether the lease has surely run out by now (by our clock)."""
+        return time.monotonic() >= self.expires_by
 
     def _mark_lost(self) -> None:
         if not self.lost.is_set():
@@ -84,7 +115,9 @@ class LeaseKeeper:
         now = time.monotonic()
         if not self.lost.is_set() and now - self._last_hold_check >= HOLD_CHECK_SECONDS:
             self._last_hold_check = now
-            if not self.store.is_held(self.claim):
+            # Unknown counts as held: a lost lease shows up once the database answers.
+            check = functools.partial(self.store.is_held, self.claim)
+            if not self.outage.answer_or(check, True, shows_recovery=False):
                 self._mark_lost()
         return not self.lost.is_set()
 
@@ -93,7 +126,9 @@ class LeaseKeeper:
         if step < total and now - self._last_progress_write < PROGRESS_WRITE_SECONDS:
             return
         self._last_progress_write = now
-        if not self.store.report_progress(self.claim, step=step, total=total):
+        write = functools.partial(self.store.report_progress, self.claim, step=step, total=total)
+        # A progress write that cannot be made is skipped: the next one says where the job is.
+        if not self.outage.answer_or(write, True):
             self._mark_lost()
 
     def __enter__(self) -> LeaseKeeper:
@@ -118,7 +153,11 @@ class ClaimReporter:
         self.lease.progress(step, total)
 
     def log(self, message: str, level: str = "info") -> None:
-        self.store.add_log(self.lease.claim.job.id, level=level, message=message)
+        """A line in the job's log; lost if the database does not answer (the job goes on)."""
+        add = functools.partial(
+            self.store.add_log, self.lease.claim.job.id, level=level, message=message
+        )
+        self.lease.outage.answer_or(add, None)
 
     def should_cancel(self) -> bool:
         return self.stopping.is_set() or not self.lease.still_held()
@@ -164,6 +203,8 @@ class Worker:
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
         self.stopping = threading.Event()
         self.current_job: str | None = None
+        # One warning per database outage for the whole worker, one line when it is over.
+        self.outage = OutageLog(log, f"worker {self.worker_id}")
         self._fetch_config = fetch_config(settings)
         self._heartbeat = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
 
@@ -187,12 +228,20 @@ class Worker:
     def _beat(self) -> None:
         while not self.stopping.wait(HEARTBEAT_SECONDS):
             try:
-                self.store.heartbeat(self.worker_id, info=self.health())
+                self._heartbeat_now()
             except Exception:
                 log.exception("heartbeat failed")
 
+    def _heartbeat_now(self) -> None:
+        """One heartbeat; skipped while the database does not answer (the next one is due in
+        HEARTBEAT_SECONDS, well within the workers list's 30 s)."""
+        info = self.health()
+        self.outage.answer_or(
+            functools.partial(self.store.heartbeat, self.worker_id, info=info), None
+        )
+
     def run_forever(self) -> None:
-        self.store.heartbeat(self.worker_id, info=self.health())
+        self._heartbeat_now()
         log.info(
             "worker %s ready for %s; memory %s",
             self.worker_id,
@@ -200,25 +249,39 @@ class Worker:
             memory_report(),
         )
         self._heartbeat.start()
+        backoff = Backoff()
         try:
             while not self.stopping.is_set():
                 # Taken before claiming, so a submit committed while the claim finds the queue
                 # empty still wakes the wait below at once.
                 token = self.store.change_token()
-                if not self.run_once():
+                try:
+                    claimed = self.run_once()
+                except Exception as error:
+                    if not is_unavailable(error):
+                        raise
+                    self.outage.failed(error)
+                    self.stopping.wait(backoff.next())
+                    continue
+                backoff.reset()
+                if not claimed:
                     # Wake on any commit by another connection (a submit) or after a second.
                     self.store.wait_for_change(IDLE_CLAIM_SECONDS, since=token)
         finally:
-            self.store.remove_worker(self.worker_id)
+            self.outage.answer_or(functools.partial(self.store.remove_worker, self.worker_id), None)
         log.info("worker %s stopped", self.worker_id)
 
     def run_once(self) -> bool:
-        """Claim and run one job. False when the queue was empty."""
+        """Reap expired leases, then claim and run one job. False when the queue was empty.
+        Raises the database's error when it does not answer (run_forever backs off)."""
+        self._reap()
         claim = self.store.claim(
             worker_id=self.worker_id,
             lease_seconds=self.settings.lease_seconds,
             endpoints=list(self.endpoints),
+            reap=False,  # just done
         )
+        self.outage.recovered()
         if claim is None:
             return False
         self.current_job = claim.job.id
@@ -228,11 +291,30 @@ class Worker:
             self.current_job = None
         return True
 
-    def _fail(self, claim: Claim, code: str, message: str) -> None:
-        if self.store.fail(claim, code=code, message=message):
+    def _reap(self) -> None:
+        """Requeue the jobs whose worker stopped renewing their lease, and remove the files
+        of those given up (worker_lost): their attempts stored them, none will finish."""
+        for job_id in self.store.reap_expired().failed:
+            try:
+                self.storage.delete_request(job_id)
+            except Exception:  # the storage's problem must not stop this worker's claims
+                log.exception("job %s: could not remove the files of its lost attempts", job_id)
+
+    def _finish(self, lease: LeaseKeeper, write: Callable[[], bool]) -> bool:
+        """write() (complete, fail or release) once the database answers: whether this claim
+        still held the job (the fencing decides, as ever). A stopping worker gives up once
+        its lease has run out: the reaper puts the job back in the queue then anyway."""
+        return until_answered(
+            write, lease.outage, give_up=lambda: self.stopping.is_set() and lease.expired()
+        )
+
+    def _fail(self, reporter: ClaimReporter, code: str, message: str) -> None:
+        claim = reporter.lease.claim
+        write = functools.partial(self.store.fail, claim, code=code, message=message)
+        if self._finish(reporter.lease, write):
             # Files left by an earlier attempt that died mid-way are no one's outcome now.
             self.storage.delete_request(claim.job.id)
-            self.store.add_log(claim.job.id, level="error", message=f"failed: {message}")
+            reporter.log(f"failed: {message}", level="error")
 
     def run_claim(self, claim: Claim) -> None:
         with request_id_bound(claim.job.id):
@@ -248,7 +330,7 @@ class Worker:
             self.storage.delete_request(job.id)
         started = time.perf_counter()
         endpoint = self.endpoints[job.endpoint]
-        with LeaseKeeper(self.store, claim, self.settings.lease_seconds) as lease:
+        with LeaseKeeper(self.store, claim, self.settings.lease_seconds, self.outage) as lease:
             reporter = ClaimReporter(self.store, lease, self.stopping)
             try:
                 tools = JobTools(
@@ -271,18 +353,18 @@ class Worker:
             except EditCancelled:
                 if lease.lost.is_set():
                     log.info("job %s: stopped (cancelled or taken over)", job.id)
-                elif self.store.release(claim):
+                elif self._finish(lease, functools.partial(self.store.release, claim)):
                     reporter.log("put back in the queue: its worker is shutting down")
                     log.info("job %s: put back in the queue (worker stopping)", job.id)
                 return
             except JobFailure as failure:
-                self._fail(claim, failure.code, failure.message)
+                self._fail(reporter, failure.code, failure.message)
                 log.info("job %s: failed: %s", job.id, failure.message)
                 return
             except Exception as error:
                 log.exception("job %s: internal error", job.id)
                 self._fail(
-                    claim,
+                    reporter,
                     "internal_error",
                     f"internal error ({type(error).__name__}); the operator's log has the "
                     "details. Submitting again may work.",
@@ -290,7 +372,8 @@ class Worker:
                 return
         result.timings["job_s"] = round(time.perf_counter() - started, 4)
         files = [output.file for output in result.outputs]
-        if not self.store.complete(claim, result=result.as_json_dict()):
+        complete = functools.partial(self.store.complete, claim, result=result.as_json_dict())
+        if not self._finish(lease, complete):
             # Cancelled, or taken over by another worker after our lease expired: the
             # files of this attempt are not the job's outcome.
             for name in files:

@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import os
 import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Mapping
 
 from retouch.config import Settings
+from retouch.jobs.database import DATABASE_URL_VARIABLE
 
 log = logging.getLogger(__name__)
 
@@ -20,30 +23,41 @@ RESTART_DELAY_SECONDS = 1.0
 STOP_GRACE_SECONDS = 10.0
 
 
-def _die_with_parent() -> None:
-    """Linux: the worker gets SIGTERM if `retouch serve` dies, even by SIGKILL, so no orphan
-    worker outlives its server."""
+def die_with_parent() -> None:
+    """Linux: this process gets SIGTERM if its parent (`retouch serve`) dies, even by SIGKILL,
+    so no orphan worker or API process outlives its server."""
     if sys.platform.startswith("linux"):
         pr_set_pdeathsig = 1
         ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
+def worker_command(settings: Settings) -> list[str]:
+    """`retouch worker` with serve's data dir, model, device and config."""
+    command = [sys.executable, "-m", "retouch", "worker", "--data-dir", str(settings.data_dir)]
+    if settings.model:
+        command += ["--model", settings.model]
+    if settings.device:
+        command += ["--device", settings.device]
+    if settings.config:
+        command += ["--config", str(settings.config)]
+    return command
+
+
+def worker_environment(settings: Settings, inherited: Mapping[str, str]) -> dict[str, str]:
+    """The worker's environment: serve's own, which carries the storage URL, the S3 and AWS
+    variables and every other RETOUCH_* setting, with the database URL set from the settings
+    (it may have come from a flag). The URL travels here, not as --database-url: a password on
+    a command line is visible to every local user in `ps`."""
+    environment = dict(inherited)
+    if settings.database_url is not None:
+        environment[DATABASE_URL_VARIABLE] = settings.database_url
+    return environment
+
+
 class WorkerSupervisor:
     def __init__(self, settings: Settings) -> None:
-        self.command = [
-            sys.executable,
-            "-m",
-            "retouch",
-            "worker",
-            "--data-dir",
-            str(settings.data_dir),
-        ]
-        if settings.model:
-            self.command += ["--model", settings.model]
-        if settings.device:
-            self.command += ["--device", settings.device]
-        if settings.config:
-            self.command += ["--config", str(settings.config)]
+        self.command = worker_command(settings)
+        self.environment = worker_environment(settings, os.environ)
         self._stopping = threading.Event()
         self._process: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
@@ -59,7 +73,15 @@ class WorkerSupervisor:
             with self._lock:
                 if self._stopping.is_set():
                     return
-                self._process = subprocess.Popen(self.command, preexec_fn=_die_with_parent)
+                self._process = subprocess.Popen(
+                    self.command,
+                    env=self.environment,
+                    preexec_fn=die_with_parent,
+                    # Its own process group: a Ctrl-C in the terminal reaches serve alone,
+                    # which stops the worker itself (stop() below) once the API has stopped;
+                    # a worker hit by it too would exit first and be restarted for nothing.
+                    process_group=0,
+                )
             code = self._process.wait()
             if self._stopping.is_set():
                 return

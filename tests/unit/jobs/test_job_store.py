@@ -27,6 +27,8 @@ from retouch.jobs.open_store import open_store
 from retouch.jobs.schema import metadata
 from retouch.jobs.sql_store import SqlJobStore
 
+from .heard import Heard
+
 T = TypeVar("T")
 
 
@@ -307,32 +309,40 @@ def test_migrations_from_many_processes_at_once(unmigrated_database_url: str) ->
 
 
 def test_every_write_a_waiter_cares_about_wakes_it(database_url: str) -> None:
+    """On another store: each write wakes the waiters of its own job, and only those (the
+    jobs its watch hears), and an idle worker (wait_for_change)."""
     watcher = open_at(database_url)
     store = open_at(database_url, max_attempts=1)
+    first, second, third = (hooked(store) for _ in range(3))
+    heard = Heard(watcher)
 
-    def wakes(write: Callable[[], object]) -> bool:
+    def woken_by(write: Callable[[], object]) -> frozenset[str]:
         token = watcher.change_token()
         write()
-        return watcher.wait_for_change(10, since=token)
+        assert watcher.wait_for_change(10, since=token)
+        return heard.until(lambda changes: bool(changes.job_ids))[-1].job_ids
 
     def claim(lease_seconds: float = 30) -> Claim:
         claims: list[Claim | None] = []
-        assert wakes(lambda: claims.append(store.claim(worker_id="w", lease_seconds=lease_seconds)))
-        assert claims[0] is not None
+        woken = woken_by(
+            lambda: claims.append(store.claim(worker_id="w", lease_seconds=lease_seconds))
+        )
+        assert claims[0] is not None and woken == {claims[0].job.id}
         return claims[0]
 
-    first, second, third = (hooked(store) for _ in range(3))
-    assert wakes(lambda: submit(store))
+    submitted: list[str] = []
+    assert woken_by(lambda: submitted.append(submit(store))) == set(submitted)
     released = claim()
-    assert wakes(lambda: store.report_progress(released, step=1, total=2))
-    assert wakes(lambda: store.release(released))
+    assert woken_by(lambda: store.report_progress(released, step=1, total=2)) == {first}
+    assert woken_by(lambda: store.release(released)) == {first}
     completed, failed = claim(), claim()
     assert (completed.job.id, failed.job.id) == (first, second)
-    assert wakes(lambda: store.complete(completed, result={"outputs": []}))
-    assert wakes(lambda: store.fail(failed, code="x", message="y"))
-    assert wakes(lambda: store.cancel(third, key_id="k"))
+    assert woken_by(lambda: store.complete(completed, result={"outputs": []})) == {first}
+    assert woken_by(lambda: store.fail(failed, code="x", message="y")) == {second}
+    assert woken_by(lambda: store.cancel(third, key_id="k")) == {third}
     claim(lease_seconds=0.01)
     time.sleep(0.02)
-    assert wakes(store.reap_expired)
+    assert woken_by(store.reap_expired) == set(submitted)
+    heard.stop()
     watcher.close()
     store.close()

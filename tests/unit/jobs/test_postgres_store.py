@@ -16,6 +16,7 @@ from retouch.jobs.open_store import open_store
 from retouch.jobs.sql_store import SqlJobStore
 
 from ..databases import psycopg_url
+from .heard import Heard
 
 
 class SkewedClock:
@@ -47,17 +48,17 @@ def test_leases_run_on_the_database_clock(
     assert claim is not None
     # An hour ahead, a host's own clock would call the lease long expired.
     monkeypatch.setattr(sql_store, "time", SkewedClock(3600))
-    assert store.reap_expired() == 0 and store.is_held(claim)
+    assert store.reap_expired().count == 0 and store.is_held(claim)
     # An hour behind, it would renew the lease into the past.
     monkeypatch.setattr(sql_store, "time", SkewedClock(-3600))
     assert store.renew(claim, lease_seconds=30)
     monkeypatch.setattr(sql_store, "time", time)
-    assert store.reap_expired() == 0 and store.is_held(claim)
+    assert store.reap_expired().count == 0 and store.is_held(claim)
     # And a short lease still runs out on time, whatever the reaper's host believes.
     assert store.renew(claim, lease_seconds=0.05)
     time.sleep(0.1)
     monkeypatch.setattr(sql_store, "time", SkewedClock(-3600))
-    assert store.reap_expired() == 1 and not store.is_held(claim)
+    assert store.reap_expired().requeued == (claim.job.id,) and not store.is_held(claim)
 
 
 def test_a_statement_timeout_fails_one_call_not_the_store(postgres_url: str) -> None:
@@ -104,15 +105,21 @@ def test_a_dropped_listener_reconnects_and_wakes_waiters(postgres_url: str) -> N
     watcher = open_store(postgres_url, max_attempts=3, webhook_retry_seconds=86400.0)
     writer = open_store(postgres_url, max_attempts=3, webhook_retry_seconds=86400.0)
     token = watcher.change_token()
+    heard = Heard(watcher)
     first = wait_for_listener(postgres_url, other_than=set())
     with psycopg.connect(psycopg_url(postgres_url), autocommit=True) as admin:
         for pid in first:
             admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
-    # Notifications sent while it was away are lost: the loss itself wakes waiters.
+    # Notifications sent while it was away are lost: the loss itself wakes waiters, all of
+    # them.
     assert watcher.wait_for_change(30, since=token)
+    heard.until(lambda changes: changes.everything)
     wait_for_listener(postgres_url, other_than=first)
     token = watcher.change_token()
     submit(writer)
     assert watcher.wait_for_change(30, since=token)
+    while not heard.by_id(submit(writer)):  # until it listens again
+        pass
+    heard.stop()
     watcher.close()
     writer.close()

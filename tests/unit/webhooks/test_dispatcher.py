@@ -25,6 +25,9 @@ from retouch.services import Services, open_services
 from retouch.webhooks.dispatcher import INTERRUPTED, WebhookDispatcher
 from webhook_receiver import Receiver, webhook_receiver
 
+from ..databases import PostgresDatabases
+from ..tcp_proxy import proxy_to, wait_until
+
 BASE = "http://api.test"
 FAST = {
     "fetch_allow": ("127.0.0.1",),
@@ -334,3 +337,37 @@ def test_no_write_transactions_when_idle_or_waiting(
         receiver.wait_for(lambda got: len(got) == 1)
     # One claim took it; while it was in flight (due, but leased) no claim every poll.
     assert claims[0] == 1 and len(claims) <= 3
+
+
+def test_an_outage_is_ridden_out_and_the_attempt_recorded_once(
+    tmp_path: Path, postgres: PostgresDatabases, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL goes away as the attempt is recorded: the dispatcher keeps the outcome and
+    records it once the database answers (no second send), and its loop carries on."""
+    direct = postgres.create()
+    with (
+        proxy_to(direct) as proxy,
+        harness(tmp_path, database_url=proxy.url_through(direct)) as app,
+        webhook_receiver(app.secret) as receiver,
+    ):
+        job_id = app.finished_job(receiver.url)
+        store = app.services.store
+        record = store.record_delivery_attempt
+        tries: list[object] = []
+
+        def cut_first(*args: Any, **kwargs: Any) -> None:
+            tries.append(args)
+            if len(tries) == 1:
+                proxy.cut()
+            record(*args, **kwargs)
+
+        monkeypatch.setattr(store, "record_delivery_attempt", cut_first)
+        with app.dispatching() as dispatcher:
+            wait_until(lambda: len(tries) >= 2, "recording was retried")
+            assert dispatcher.recording_outage.down
+            proxy.restore()
+            delivered = app.wait_for(job_id, lambda r: r.state == "delivered")
+            later = app.finished_job(receiver.url)
+            app.wait_for(later, lambda r: r.state == "delivered")
+    assert codes(delivered) == [200] and [r.status for r in receiver.received] == [200, 200]
+    assert not dispatcher.recording_outage.down and not dispatcher.outage.down
