@@ -9,6 +9,8 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from retouch.jobs.database import POSTGRES_MAX_OVERFLOW, POSTGRES_POOL_SIZE
+
 MIB = 1024 * 1024
 
 
@@ -20,6 +22,14 @@ class Settings(BaseSettings):
         None,
         description="sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST:PORT/DATABASE; "
         "unset = the SQLite file retouch.db in the data dir",
+    )
+    database_pool_size: int = Field(
+        default=POSTGRES_POOL_SIZE, ge=1, description="PostgreSQL connections a process keeps open"
+    )
+    database_pool_overflow: int = Field(
+        default=POSTGRES_MAX_OVERFLOW,
+        ge=0,
+        description="more PostgreSQL connections a process opens under a burst",
     )
     database_start_wait_seconds: float = Field(
         default=60.0,

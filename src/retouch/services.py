@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from retouch.auth.keys import KeyStore
 from retouch.config import Settings
+from retouch.jobs.database import PostgresPool
 from retouch.jobs.open_store import open_store
 from retouch.jobs.outage import OutageLog, until_answered
 from retouch.jobs.store import JobStore
@@ -51,6 +52,7 @@ def _open_services(settings: Settings) -> Services:
         settings.store_url,
         max_attempts=settings.max_attempts,
         webhook_retry_seconds=settings.webhook_retry_seconds,
+        pool=PostgresPool(settings.database_pool_size, settings.database_pool_overflow),
     )
     try:
         secret = load_signing_secret(

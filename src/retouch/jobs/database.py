@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import sqlite3
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -72,14 +73,29 @@ def parse_database_url(url: str) -> URL:
     )
 
 
+@dataclass(frozen=True)
+class PostgresPool:
+    """How many connections a process keeps open, and how many more it opens under a burst
+    (RETOUCH_DATABASE_POOL_SIZE, RETOUCH_DATABASE_POOL_OVERFLOW)."""
+
+    size: int = POSTGRES_POOL_SIZE
+    overflow: int = POSTGRES_MAX_OVERFLOW
+
+
+DEFAULT_POOL = PostgresPool()
+
+
 def open_engine(
-    url: str, *, statement_timeout_seconds: float = POSTGRES_STATEMENT_TIMEOUT_SECONDS
+    url: str,
+    *,
+    statement_timeout_seconds: float = POSTGRES_STATEMENT_TIMEOUT_SECONDS,
+    pool: PostgresPool = DEFAULT_POOL,
 ) -> Engine:
     """An engine on a sqlite:/// or postgresql+psycopg:// URL (DatabaseUrlError otherwise)."""
     parsed = parse_database_url(url)
     if parsed.drivername == "sqlite":
         return open_sqlite(Path(str(parsed.database)))
-    return open_postgres(parsed, statement_timeout_seconds=statement_timeout_seconds)
+    return open_postgres(parsed, statement_timeout_seconds=statement_timeout_seconds, pool=pool)
 
 
 # Switching a new file to WAL needs its exclusive lock, and SQLite answers "database is
@@ -159,15 +175,17 @@ def open_sqlite(path: Path) -> Engine:
     return engine
 
 
-def open_postgres(url: URL, *, statement_timeout_seconds: float) -> Engine:
+def open_postgres(
+    url: URL, *, statement_timeout_seconds: float, pool: PostgresPool = DEFAULT_POOL
+) -> Engine:
     """An engine on PostgreSQL (psycopg 3), pooled for an API process, whose statements give
     up after the timeout. Concurrency is PostgreSQL's own (row locks, SKIP LOCKED): the
     writer() option means nothing here."""
     milliseconds = max(1, round(statement_timeout_seconds * 1000))
     return create_engine(
         url,
-        pool_size=POSTGRES_POOL_SIZE,
-        max_overflow=POSTGRES_MAX_OVERFLOW,
+        pool_size=pool.size,
+        max_overflow=pool.overflow,
         pool_timeout=POSTGRES_POOL_TIMEOUT_SECONDS,
         # A connection the server dropped (restart, failover, idle timeout) is replaced at
         # checkout instead of failing the request that drew it. While the server is down the

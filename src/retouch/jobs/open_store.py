@@ -3,7 +3,13 @@ the data dir): its engine, migrated to the newest schema."""
 
 from __future__ import annotations
 
-from retouch.jobs.database import POSTGRES_STATEMENT_TIMEOUT_SECONDS, migrate, open_engine
+from retouch.jobs.database import (
+    DEFAULT_POOL,
+    POSTGRES_STATEMENT_TIMEOUT_SECONDS,
+    PostgresPool,
+    migrate,
+    open_engine,
+)
 from retouch.jobs.sql_store import SqlJobStore
 
 
@@ -13,10 +19,11 @@ def open_store(
     max_attempts: int,
     webhook_retry_seconds: float,
     statement_timeout_seconds: float = POSTGRES_STATEMENT_TIMEOUT_SECONDS,
+    pool: PostgresPool = DEFAULT_POOL,
 ) -> SqlJobStore:
     """The store on `sqlite:///PATH` or `postgresql+psycopg://…`, migrated; DatabaseUrlError
     for any other URL."""
-    engine = open_engine(url, statement_timeout_seconds=statement_timeout_seconds)
+    engine = open_engine(url, statement_timeout_seconds=statement_timeout_seconds, pool=pool)
     try:
         migrate(engine)
     except BaseException:

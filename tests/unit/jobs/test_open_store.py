@@ -14,6 +14,7 @@ from retouch.cli import app
 from retouch.config import Settings
 from retouch.jobs.database import DatabaseUrlError, newest_revision
 from retouch.jobs.open_store import open_store
+from retouch.jobs.sql_store import SqlJobStore
 from retouch.services import open_services
 
 from ..inprocess import SQUARE_PNG, in_process_server
@@ -95,3 +96,19 @@ def test_a_job_runs_end_to_end_on_postgresql(postgres_url: str, tmp_path: Path) 
         first, again = submit_once(), submit_once()
         assert again.headers["idempotent-replayed"] == "true"
         assert again.json()["request_id"] == first.json()["request_id"]
+
+
+def test_the_postgres_pool_is_sized_by_the_settings(
+    postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RETOUCH_DATABASE_POOL_SIZE", "3")
+    monkeypatch.setenv("RETOUCH_DATABASE_POOL_OVERFLOW", "2")
+    options: dict[str, object] = {"data_dir": tmp_path, "database_url": postgres_url}
+    services = open_services(Settings(**options))  # type: ignore[arg-type]
+    try:
+        store = services.store
+        assert isinstance(store, SqlJobStore)
+        pool = store.engine.pool
+        assert (pool.size(), pool._max_overflow) == (3, 2)  # type: ignore[attr-defined]
+    finally:
+        services.close()
