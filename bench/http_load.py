@@ -97,10 +97,14 @@ class HttpLoad:
         seconds: float,
         method: str = "GET",
         body: bytes | None = None,
+        pause_ms: int = 0,
     ) -> Load:
+        """pause_ms: each connection waits this long after an answer before its next request
+        (paced clients, not a closed loop that saturates the server; the pause is not part of
+        the latency)."""
         if self.wrk is not None:
-            return self._wrk(url, key, connections, seconds, method, body)
-        return asyncio.run(python_load(url, key, connections, seconds, method, body))
+            return self._wrk(url, key, connections, seconds, method, body, pause_ms)
+        return asyncio.run(python_load(url, key, connections, seconds, method, body, pause_ms))
 
     def _wrk(
         self,
@@ -110,9 +114,12 @@ class HttpLoad:
         seconds: float,
         method: str,
         body: bytes | None,
+        pause_ms: int,
     ) -> Load:
         assert self.wrk is not None
         lines = [f'wrk.method = "{method}"']
+        if pause_ms:
+            lines.append(f"delay = function() return {int(pause_ms)} end")
         if body is not None:
             text = body.decode()
             assert "]==]" not in text
@@ -169,6 +176,7 @@ async def python_load(
     seconds: float,
     method: str = "GET",
     body: bytes | None = None,
+    pause_ms: int = 0,
 ) -> Load:
     """Keep-alive requests on raw sockets: an HTTP client library would cost more CPU than the
     server under test, and the figure would measure the client."""
@@ -198,6 +206,8 @@ async def python_load(
                         length = int(line.split(b":")[1])
                 await reader.readexactly(length)
                 latencies.append((time.perf_counter() - sent) * 1000)
+                if pause_ms:
+                    await asyncio.sleep(pause_ms / 1000)
         finally:
             writer.close()
 

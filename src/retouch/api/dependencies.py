@@ -6,19 +6,21 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.responses import Response
+from pydantic import TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from retouch.api.errors import ApiError
+from retouch.api.errors import ApiError, invalid_input
 from retouch.api.state import AppState
 from retouch.contract.bodies import Body
 from retouch.contract.errors import NOT_FOUND, UNAUTHORIZED, UNKNOWN_MODEL
 from retouch.jobs.models import Job
 
 T = TypeVar("T")
+H = TypeVar("H", bound=Callable[..., Any])
 
 
 def app_state(request: Request) -> AppState:
@@ -69,6 +71,33 @@ async def authenticate(request: Request) -> Caller:
 
 
 Authenticated = Annotated[Caller, Depends(authenticate)]
+
+# Handlers that call `authenticate` themselves: FastAPI's resolution of a dependency costs
+# more than a status poll's database read. The OpenAPI's bearer scheme is added to them too.
+AUTHENTICATES_ITSELF: set[Callable[..., Any]] = set()
+
+
+def authenticates_itself(handler: H) -> H:
+    AUTHENTICATES_ITSELF.add(handler)
+    return handler
+
+
+_FLAG: TypeAdapter[bool] = TypeAdapter(bool)
+
+
+def query_flag(request: Request, name: str) -> bool:
+    """A boolean query parameter (false when absent) read as FastAPI reads a `bool` Query: its
+    last value, the same spellings accepted, and the same 422 for any other."""
+    if not request.scope.get("query_string"):  # most polls: no query to parse
+        return False
+    value = request.query_params.get(name)
+    if value is None:
+        return False
+    try:
+        return _FLAG.validate_python(value)
+    except ValidationError as error:
+        located = [{**e, "loc": ("query", name, *e["loc"])} for e in error.errors()]
+        raise invalid_input(located) from None
 
 
 async def store_read(state: AppState, read: Callable[[], T]) -> T:

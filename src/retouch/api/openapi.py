@@ -12,13 +12,15 @@ from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 
-from retouch.api.dependencies import authenticate
+from retouch.api.dependencies import AUTHENTICATES_ITSELF, authenticate
 
 BEARER_SCHEME = "bearerAuth"
 
 
 def _authenticates(route: APIRoute) -> bool:
-    return any(dependency.call is authenticate for dependency in route.dependant.dependencies)
+    return route.endpoint in AUTHENTICATES_ITSELF or any(
+        dependency.call is authenticate for dependency in route.dependant.dependencies
+    )
 
 
 # The path parameters that together name an endpoint id: owner/model/task.

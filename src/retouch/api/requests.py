@@ -18,10 +18,12 @@ from starlette.concurrency import run_in_threadpool
 from retouch.api import submit_options
 from retouch.api.dependencies import (
     Authenticated,
-    Caller,
+    authenticate,
+    authenticates_itself,
     base_url,
     check_endpoint,
     find_job,
+    query_flag,
     request_not_found,
     send,
     store_read,
@@ -223,9 +225,11 @@ def read_job_body(
     return job, body
 
 
-async def job_body(
-    request: Request, request_id: str, caller: Caller, logs: bool, view: str
-) -> Response:
+async def job_body(request: Request, view: str) -> Response:
+    """A status or result poll, reading its parameters itself (see JOB_READ_OPENAPI)."""
+    caller = await authenticate(request)
+    logs = query_flag(request, "logs")
+    request_id: str = request.path_params["request_id"]
     state = caller.state
     base = base_url(request, state)
     job, body = await store_read(
@@ -237,31 +241,56 @@ async def job_body(
     return send(body, headers={"Retry-After": str(wait)} if wait is not None else None)
 
 
-Logs = Annotated[bool, Query(description="Add the job's timestamped log lines")]
+_LOGS_DESCRIPTION = "Add the job's timestamped log lines"
+# The polls' parameters as FastAPI would declare them from `request_id: str` and
+# `logs: bool = Query(False)`: the handlers take only the request, since FastAPI's resolution
+# of parameters and of Depends(authenticate) cost more than the rest of a poll.
+JOB_READ_OPENAPI: dict[str, Any] = {
+    "parameters": [
+        {
+            "name": "request_id",
+            "in": "path",
+            "required": True,
+            "schema": {"type": "string", "title": "Request Id"},
+        },
+        {
+            "name": "logs",
+            "in": "query",
+            "required": False,
+            "schema": {
+                "type": "boolean",
+                "description": _LOGS_DESCRIPTION,
+                "default": False,
+                "title": "Logs",
+            },
+            "description": _LOGS_DESCRIPTION,
+        },
+    ]
+}
 
 
 @router.get(
     "/v1/requests/{request_id}/status",
     response_model=Status,
     responses=error_responses(401, 404, 422),
+    openapi_extra=JOB_READ_OPENAPI,
 )
-async def get_status(
-    request: Request, request_id: str, caller: Authenticated, logs: Logs = False
-) -> Response:
+@authenticates_itself
+async def get_status(request: Request) -> Response:
     """`Retry-After` says when to ask again while the job is unfinished."""
-    return await job_body(request, request_id, caller, logs, "status")
+    return await job_body(request, "status")
 
 
 @router.get(
     "/v1/requests/{request_id}/result",
     response_model=Result,
     responses=error_responses(401, 404, 422),
+    openapi_extra=JOB_READ_OPENAPI,
 )
-async def get_result(
-    request: Request, request_id: str, caller: Authenticated, logs: Logs = False
-) -> Response:
+@authenticates_itself
+async def get_result(request: Request) -> Response:
     """`Retry-After` says when to ask again while the job is unfinished."""
-    return await job_body(request, request_id, caller, logs, "result")
+    return await job_body(request, "result")
 
 
 # Not response_class=EventSourceResponse: FastAPI would then expect a generator endpoint, and

@@ -28,7 +28,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from sqlalchemy import URL, ColumnElement, Engine, func
+from sqlalchemy import URL, ColumnElement, Engine, FromClause, func
 
 from retouch.contract.states import JobState
 from retouch.jobs.schema import jobs
@@ -53,9 +53,15 @@ RECONNECT_FIRST_SECONDS = 0.1
 RECONNECT_MAX_SECONDS = 1.0
 LISTENER_NAME = "retouch-listen"
 
-# A PostgreSQL notification's payload: what the listener needs to tell whom to wake and
-# whether the queue moved, computed by the notifying statement after its write.
-PAYLOAD: ColumnElement[str] = func.concat_ws(" ", jobs.c.id, jobs.c.state, jobs.c.seq)
+
+def payload(rows: FromClause) -> ColumnElement[str]:
+    """A PostgreSQL notification's payload: what the listener needs to tell whom to wake and
+    whether the queue moved, computed by the notifying statement after its write, from jobs
+    or from the rows a write returned (with the id, state and seq columns of jobs)."""
+    return func.concat_ws(" ", rows.c.id, rows.c.state, rows.c.seq)
+
+
+PAYLOAD = payload(jobs)
 EVERYTHING = JobChanges(everything=True)
 # A commit that changed no job a waiter cares about: it only wakes token waiters.
 NO_JOBS = JobChanges()

@@ -120,6 +120,27 @@ def _enter_wal(cursor: sqlite3.Cursor) -> None:
             time.sleep(0.01)
 
 
+def configure_sqlite(connection: sqlite3.Connection) -> None:
+    """The settings of every connection to the file: autocommit (we begin transactions, see
+    open_sqlite), WAL, fsync per commit, foreign keys."""
+    connection.isolation_level = None
+    cursor = connection.cursor()
+    _enter_wal(cursor)
+    # FULL: fsync the WAL on every commit, so an acknowledged submit survives power loss.
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def sqlite_reader(path: Path) -> sqlite3.Connection:
+    """A plain sqlite3 connection to the file, set up as the engine's are, that refuses to
+    write (query_only): for the reads that skip SQLAlchemy's per-call costs."""
+    connection = sqlite3.connect(path, timeout=SQLITE_BUSY_SECONDS, check_same_thread=False)
+    configure_sqlite(connection)
+    connection.execute("PRAGMA query_only=ON")
+    return connection
+
+
 def open_sqlite(path: Path) -> Engine:
     """An engine on a SQLite file in WAL mode that fsyncs every commit.
 
@@ -147,13 +168,7 @@ def open_sqlite(path: Path) -> Engine:
 
     @event.listens_for(engine, "connect")
     def _configure(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        _enter_wal(cursor)
-        # FULL: fsync the WAL on every commit, so an acknowledged submit survives power loss.
-        cursor.execute("PRAGMA synchronous=FULL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.close()
+        configure_sqlite(dbapi_connection)
 
     @event.listens_for(engine, "begin")
     def _begin(connection: Any) -> None:

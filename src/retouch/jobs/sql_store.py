@@ -13,19 +13,24 @@ One class serves both; it branches on the dialect only where the SQL must differ
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
     Engine,
+    Executable,
     Float,
+    FromClause,
+    Insert,
     Integer,
     Select,
+    String,
     and_,
     bindparam,
     case,
@@ -44,8 +49,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from retouch.contract import idempotency
 from retouch.contract.states import JobState
-from retouch.jobs.changes import CHANNEL, PAYLOAD, watch_changes
+from retouch.jobs.changes import CHANNEL, payload, watch_changes
 from retouch.jobs.database import migrate, open_sqlite, writer
+from retouch.jobs.lean_reads import lean_query
 from retouch.jobs.models import (
     Claim,
     Delivery,
@@ -136,19 +142,105 @@ _GET_JOB = select(*_WITHOUT_INPUT, _QUEUE_POSITION).where(
 # not now(): now() is frozen at the start of the transaction.
 _POSTGRES_NOW = cast(extract("epoch", func.clock_timestamp()), Float)
 
+
+def _notification(rows: FromClause) -> ColumnElement[Any]:
+    """PostgreSQL: a notification naming each of these rows' jobs (see retouch.jobs.changes),
+    sent when the transaction commits."""
+    return func.pg_notify(CHANNEL, payload(rows)).label("notified")
+
+
 # How a write tells the watchers which jobs it changed (see retouch.jobs.changes), built once.
 _NOTIFIED = jobs.c.id.in_(bindparam("job_ids", expanding=True))
-_PG_NOTIFY = select(func.pg_notify(CHANNEL, PAYLOAD)).where(_NOTIFIED)
+_PG_NOTIFY = select(_notification(jobs)).where(_NOTIFIED)
 _LATEST_CHANGE = jobs.alias("latest")
-_STAMP_CHANGE = (
-    update(jobs)
-    .where(_NOTIFIED)
-    .values(
-        change_seq=select(
-            func.coalesce(func.max(_LATEST_CHANGE.c.change_seq), 0) + 1
-        ).scalar_subquery()
-    )
+# SQLite: the change counter's next value; the write lock makes it greater than any
+# committed before. A write of one job sets it in its own UPDATE, the others by _STAMP_CHANGE.
+_NEXT_CHANGE_SEQ = select(
+    func.coalesce(func.max(_LATEST_CHANGE.c.change_seq), 0) + 1
+).scalar_subquery()
+_STAMP_CHANGE = update(jobs).where(_NOTIFIED).values(change_seq=_NEXT_CHANGE_SEQ)
+
+_INSERT_LOG = job_logs.insert()
+# The job that a claim holds, while it holds it: every write of a lease holder (renew,
+# progress, complete, fail, release) matches no row once the lease was lost (the fencing).
+_HELD = and_(
+    jobs.c.id == bindparam("held_id"),
+    jobs.c.state == JobState.RUNNING,
+    jobs.c.lease_token == bindparam("held_token"),
 )
+_IS_HELD = select(jobs.c.seq).where(_HELD)
+# SQLite before 3.35 has no RETURNING: a claim then finds the row it took by its new token
+# (among the running jobs only, by the state index).
+_CLAIMED_BY_TOKEN = select(jobs).where(
+    jobs.c.state == JobState.RUNNING, jobs.c.lease_token == bindparam("token")
+)
+
+
+def _started_log(claimed: FromClause, *where: ColumnElement[bool]) -> Insert:
+    """The log line of each claimed row (with jobs' id and attempts): who started it, in
+    which attempt. Bound: `worker`, `claimed_at`."""
+    message = (
+        literal("started by ")
+        + bindparam("worker", type_=String())
+        + literal(" (attempt ")
+        + cast(claimed.c.attempts, String())
+        + literal(")")
+    )
+    line = select(claimed.c.id, bindparam("claimed_at", type_=Float()), literal("info"), message)
+    return job_logs.insert().from_select(["job_id", "at", "level", "message"], line.where(*where))
+
+
+_SQLITE_STARTED_LOG = _started_log(jobs, jobs.c.seq == bindparam("claimed_seq"))
+
+
+def _deliveries_for(ended: FromClause, *where: ColumnElement[bool]) -> Insert:
+    """The webhook delivery of each ended row (with jobs' id, key_id and webhook_url) that
+    asked for one and has none yet, due at once. Bound: `hook_at`, `hook_give_up_at`."""
+    now = bindparam("hook_at", type_=Float())
+    due = select(
+        ended.c.id,
+        ended.c.key_id,
+        ended.c.webhook_url,
+        literal("pending"),
+        literal(0),
+        now,
+        now,
+        bindparam("hook_give_up_at", type_=Float()),
+    ).where(
+        *where,
+        ended.c.webhook_url.is_not(None),
+        ~exists().where(webhook_deliveries.c.job_id == ended.c.id),
+    )
+    return webhook_deliveries.insert().from_select(
+        [
+            "job_id",
+            "key_id",
+            "url",
+            "state",
+            "attempts",
+            "next_attempt_at",
+            "created_at",
+            "give_up_at",
+        ],
+        due,
+    )
+
+
+_ENQUEUE_WEBHOOKS = _deliveries_for(jobs, _NOTIFIED)
+
+# A claim reaps expired leases at most this often while it finds jobs to take, and whenever
+# it finds none: a busy claimer does not pay a reap per job, and an idle one (it claims at
+# least once a second) still reaps a dead worker's job within about a second.
+REAP_INTERVAL_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class _HeldWrite:
+    """One kind of lease holder's write, built once per store."""
+
+    statement: Executable
+    ends: bool
+    """It ends the job (complete, fail): its webhook delivery is written with it."""
 
 
 class SqlJobStore:
@@ -166,7 +258,55 @@ class SqlJobStore:
         self._reader = (
             engine.execution_options(isolation_level="AUTOCOMMIT") if self._postgres else engine
         )
+        # A write of one statement (a claim, a lease holder's write, on PostgreSQL) runs in
+        # autocommit there, as its own transaction: one round trip instead of three. SQLite's
+        # writes need the writer's transaction (its write lock).
+        self._one_statement = self._reader if self._postgres else self._writer
+        # SQLite before 3.35 has no UPDATE … RETURNING (SQLAlchemy knows the version).
+        self._returning = bool(engine.dialect.update_returning)
+        # The "now" of leases (see _lease_now), in the statements built once: bound on SQLite.
+        self._clock: ColumnElement[float] = (
+            _POSTGRES_NOW if self._postgres else bindparam("clock", type_=Float())
+        )
+        self._claim_any = self._claim_statement(by_endpoint=False)
+        self._claim_by_endpoint = self._claim_statement(by_endpoint=True)
+        self._any_expired = (
+            select(jobs.c.seq)
+            .where(jobs.c.state == JobState.RUNNING, jobs.c.lease_expires_at < self._clock)
+            .limit(1)
+        )
+        leaving: dict[str, Any] = {"lease_token": None, "lease_expires_at": None}
+        ended = {"finished_at": bindparam("ended_at", type_=Float()), **leaving}
+        self._renew = self._held_write(
+            lease_expires_at=self._clock + bindparam("lease_seconds", type_=Float())
+        )
+        self._progress = self._held_write(
+            progress_step=bindparam("step"), progress_total=bindparam("total")
+        )
+        self._complete = self._held_write(
+            ends=True, state=JobState.SUCCEEDED, result=bindparam("result_json"), **ended
+        )
+        self._fail = self._held_write(
+            ends=True,
+            state=JobState.FAILED,
+            error_code=bindparam("failure_code"),
+            error_message=bindparam("failure_message"),
+            **ended,
+        )
+        self._release = self._held_write(
+            state=JobState.QUEUED,
+            attempts=jobs.c.attempts - 1,
+            worker_id=None,
+            started_at=None,
+            progress_step=None,
+            progress_total=None,
+            **leaving,
+        )
+        self._reap_lock = threading.Lock()
+        self._next_reap = 0.0  # time.monotonic() of the next reap a claim makes
         self._changes = watch_changes(engine)
+        # A status poll's read skips SQLAlchemy's per-call costs (retouch.jobs.lean_reads).
+        self._lean_get = lean_query(engine, self._reader, _GET_JOB, "job_id", "key_id")
 
     @classmethod
     def open_sqlite(
@@ -266,6 +406,9 @@ class SqlJobStore:
         return replace(Job.from_row(row), replayed=True)
 
     def get(self, job_id: str, *, key_id: str) -> Job | None:
+        if self._lean_get is not None:
+            found = self._lean_get.rows(job_id, key_id)
+            return Job.from_row(self._lean_get.row(found[0])) if found else None
         with self._reader.connect() as conn:
             row = conn.execute(_GET_JOB, {"job_id": job_id, "key_id": key_id}).one_or_none()
         return Job.from_row(row) if row else None
@@ -319,56 +462,122 @@ class SqlJobStore:
         lease_seconds: float,
         endpoints: Sequence[str] | None = None,
         reap: bool = True,
+        given_up: Callable[[tuple[str, ...]], None] | None = None,
     ) -> Claim | None:
-        if reap:
-            self.reap_expired()
+        reaped = reap and self._reap_due()
+        if reaped:
+            self._reap(given_up)
+        claim = self._take_oldest(worker_id, lease_seconds, endpoints)
+        # None: nothing was queued, but a dead worker's job may be waiting for its lease to
+        # be reaped. Reaped now, so a claimer never idles while such a job waits.
+        if claim is None and reap and not reaped and self._reap(given_up).requeued:
+            claim = self._take_oldest(worker_id, lease_seconds, endpoints)
+        return claim
+
+    def _reap_due(self) -> bool:
+        """Whether this claim reaps first: REAP_INTERVAL_SECONDS have passed since the last
+        one that did (one claim of this store's threads takes each turn)."""
+        with self._reap_lock:
+            now = time.monotonic()
+            if now < self._next_reap:
+                return False
+            self._next_reap = now + REAP_INTERVAL_SECONDS
+            return True
+
+    def _reap(self, given_up: Callable[[tuple[str, ...]], None] | None) -> Reaped:
+        reaped = self.reap_expired()
+        if reaped.failed and given_up is not None:
+            given_up(reaped.failed)
+        return reaped
+
+    def _claim_statement(self, *, by_endpoint: bool) -> Executable:
+        """The claim of the oldest queued job (of the bound `endpoints`), returning its row
+        as it is now: running, under the bound `token`. PostgreSQL: with its log line and
+        its notification, in one statement."""
+        queued = select(jobs.c.seq).where(jobs.c.state == JobState.QUEUED)
+        if by_endpoint:
+            queued = queued.where(jobs.c.endpoint.in_(bindparam("endpoints", expanding=True)))
+        # SQLite: the write lock is held from BEGIN IMMEDIATE, so no other claimer sees this
+        # row as queued. PostgreSQL: the row is locked, and other claimers skip it and take
+        # the next one instead of waiting.
+        oldest = queued.order_by(jobs.c.seq).limit(1).with_for_update(skip_locked=True)
+        take = (
+            update(jobs)
+            .where(jobs.c.seq == oldest.scalar_subquery())
+            .values(
+                state=JobState.RUNNING,
+                attempts=jobs.c.attempts + 1,
+                lease_token=bindparam("token"),
+                lease_expires_at=self._clock + bindparam("lease_seconds", type_=Float()),
+                worker_id=bindparam("worker"),
+                started_at=bindparam("claimed_at", type_=Float()),
+                progress_step=None,
+                progress_total=None,
+            )
+        )
+        if not self._postgres:
+            take = take.values(change_seq=_NEXT_CHANGE_SEQ)  # its notification (see _notify)
+            return take.returning(*jobs.c) if self._returning else take
+        claimed = take.returning(*jobs.c).cte("claimed")
+        return select(claimed, _notification(claimed)).add_cte(_started_log(claimed).cte("log"))
+
+    def _take_oldest(
+        self, worker_id: str, lease_seconds: float, endpoints: Sequence[str] | None
+    ) -> Claim | None:
         token = str(uuid.uuid4())
         now = time.time()
-        queued = select(jobs.c.seq).where(jobs.c.state == JobState.QUEUED)
-        if endpoints is not None:
-            queued = queued.where(jobs.c.endpoint.in_(list(endpoints)))
-        # SQLite: the write lock is held from BEGIN IMMEDIATE, so no other claimer sees this
-        # row as queued between the select and the update. PostgreSQL: the row is locked, and
-        # other claimers skip it and take the next one instead of waiting.
-        oldest = queued.order_by(jobs.c.seq).limit(1).with_for_update(skip_locked=True)
-        with self._writer.begin() as conn:
-            seq = conn.execute(oldest).scalar_one_or_none()
-            if seq is None:
-                return None
-            conn.execute(
-                update(jobs)
-                .where(jobs.c.seq == seq)
-                .values(
-                    state=JobState.RUNNING,
-                    attempts=jobs.c.attempts + 1,
-                    lease_token=token,
-                    lease_expires_at=self._lease_now() + lease_seconds,
-                    worker_id=worker_id,
-                    started_at=now,
-                    progress_step=None,
-                    progress_total=None,
-                )
-            )
-            row = conn.execute(select(jobs).where(jobs.c.seq == seq)).one()
-            self._log(conn, row.id, "info", f"started by {worker_id} (attempt {row.attempts})")
-            self._notify(conn, [row.id])
-        return Claim(job=Job.from_row(row), lease_token=token)
+        params = {
+            "token": token,
+            "worker": worker_id,
+            "lease_seconds": lease_seconds,
+            "clock": now,
+            "claimed_at": now,
+            "endpoints": None if endpoints is None else list(endpoints),
+        }
+        statement = self._claim_any if endpoints is None else self._claim_by_endpoint
+        if self._postgres:
+            with self._one_statement.connect() as conn:
+                row = conn.execute(statement, params).one_or_none()
+        else:
+            with self._writer.begin() as conn:
+                if self._returning:
+                    row = conn.execute(statement, params).one_or_none()
+                else:
+                    conn.execute(statement, params)
+                    row = conn.execute(_CLAIMED_BY_TOKEN, params).one_or_none()
+                if row is not None:
+                    conn.execute(_SQLITE_STARTED_LOG, {**params, "claimed_seq": row.seq})
+        return None if row is None else Claim(job=Job.from_row(row), lease_token=token)
 
-    def _holder(self, claim: Claim) -> Any:
-        return and_(
-            jobs.c.id == claim.job.id,
-            jobs.c.state == JobState.RUNNING,
-            jobs.c.lease_token == claim.lease_token,
-        )
+    def _held_write(self, *, ends: bool = False, **values: Any) -> _HeldWrite:
+        """A lease holder's write setting `values` (bound: `held_id`, `held_token`), with
+        its notification and, when it ends the job, its webhook delivery. PostgreSQL: in one
+        statement, returning a row when it matched."""
+        changed = update(jobs).where(_HELD).values(**values)
+        if not self._postgres:
+            return _HeldWrite(changed.values(change_seq=_NEXT_CHANGE_SEQ), ends)
+        rows = changed.returning(
+            jobs.c.id, jobs.c.state, jobs.c.seq, jobs.c.key_id, jobs.c.webhook_url
+        ).cte("changed")
+        notify = select(_notification(rows))
+        if ends:
+            notify = notify.add_cte(_deliveries_for(rows).cte("delivery"))
+        return _HeldWrite(notify, ends)
 
-    def _update_held(self, claim: Claim, **values: Any) -> bool:
+    def _update_held(self, claim: Claim, write: _HeldWrite, **params: Any) -> bool:
+        params |= {"held_id": claim.job.id, "held_token": claim.lease_token, "clock": time.time()}
+        if self._postgres:
+            if write.ends:
+                params |= self._delivery_times()
+            with self._one_statement.connect() as conn:
+                return len(conn.execute(write.statement, params).all()) == 1
         with self._writer.begin() as conn:
-            held = conn.execute(update(jobs).where(self._holder(claim)).values(**values)).rowcount
-            if held and values.get("state") in (JobState.SUCCEEDED, JobState.FAILED):
+            held = conn.execute(write.statement, params).rowcount == 1
+            # The claim holds the row as claimed, webhook_url included (no write changes it):
+            # a job that asked for no webhook skips the statement.
+            if held and write.ends and claim.job.webhook_url is not None:
                 self._enqueue_webhooks(conn, [claim.job.id])
-            if held:
-                self._notify(conn, [claim.job.id])
-            return held == 1
+            return held
 
     def _lease_now(self) -> float | ColumnElement[float]:
         """The "now" of leases: the database server's clock on PostgreSQL, where workers on
@@ -385,52 +594,28 @@ class SqlJobStore:
             return
         conn.execute(_PG_NOTIFY if self._postgres else _STAMP_CHANGE, {"job_ids": job_ids})
 
+    def _delivery_times(self) -> dict[str, float]:
+        """The bound times of a webhook delivery written now (see _deliveries_for)."""
+        now = time.time()
+        return {"hook_at": now, "hook_give_up_at": now + self.webhook_retry_seconds}
+
     def _enqueue_webhooks(self, conn: Any, job_ids: list[str]) -> None:
         """Queue the webhook of each of these just-finished jobs that asked for one, in the
         transaction that finished them: the job cannot end without its delivery on record."""
-        now = time.time()
-        due = select(
-            jobs.c.id,
-            jobs.c.key_id,
-            jobs.c.webhook_url,
-            literal("pending"),
-            literal(0),
-            literal(now),
-            literal(now),
-            literal(now + self.webhook_retry_seconds),
-        ).where(
-            jobs.c.id.in_(job_ids),
-            jobs.c.webhook_url.is_not(None),
-            ~exists().where(webhook_deliveries.c.job_id == jobs.c.id),
-        )
-        conn.execute(
-            webhook_deliveries.insert().from_select(
-                [
-                    "job_id",
-                    "key_id",
-                    "url",
-                    "state",
-                    "attempts",
-                    "next_attempt_at",
-                    "created_at",
-                    "give_up_at",
-                ],
-                due,
-            )
-        )
+        conn.execute(_ENQUEUE_WEBHOOKS, {"job_ids": job_ids, **self._delivery_times()})
 
     def is_held(self, claim: Claim) -> bool:
         with self._reader.connect() as conn:
-            return conn.execute(select(jobs.c.seq).where(self._holder(claim))).first() is not None
+            held = {"held_id": claim.job.id, "held_token": claim.lease_token}
+            return conn.execute(_IS_HELD, held).first() is not None
 
     def report_progress(self, claim: Claim, *, step: int, total: int) -> bool:
-        return self._update_held(claim, progress_step=step, progress_total=total)
+        return self._update_held(claim, self._progress, step=step, total=total)
 
     @staticmethod
     def _log(conn: Any, job_id: str, level: str, message: str) -> None:
-        conn.execute(
-            job_logs.insert().values(job_id=job_id, at=time.time(), level=level, message=message)
-        )
+        line = {"job_id": job_id, "at": time.time(), "level": level, "message": message}
+        conn.execute(_INSERT_LOG, line)
 
     def add_log(self, job_id: str, *, level: str, message: str) -> None:
         with self._writer.begin() as conn:
@@ -473,44 +658,33 @@ class SqlJobStore:
         return [WorkerRecord(r.id, r.started_at, r.last_seen, json.loads(r.info)) for r in rows]
 
     def renew(self, claim: Claim, *, lease_seconds: float) -> bool:
-        return self._update_held(claim, lease_expires_at=self._lease_now() + lease_seconds)
+        return self._update_held(claim, self._renew, lease_seconds=lease_seconds)
 
     def complete(self, claim: Claim, *, result: dict[str, Any]) -> bool:
+        result_json = json.dumps(result, separators=(",", ":"))
         return self._update_held(
-            claim,
-            state=JobState.SUCCEEDED,
-            result=json.dumps(result, separators=(",", ":")),
-            finished_at=time.time(),
-            lease_token=None,
-            lease_expires_at=None,
+            claim, self._complete, result_json=result_json, ended_at=time.time()
         )
 
     def fail(self, claim: Claim, *, code: str, message: str) -> bool:
         return self._update_held(
             claim,
-            state=JobState.FAILED,
-            error_code=code,
-            error_message=message,
-            finished_at=time.time(),
-            lease_token=None,
-            lease_expires_at=None,
+            self._fail,
+            failure_code=code,
+            failure_message=message,
+            ended_at=time.time(),
         )
 
     def release(self, claim: Claim) -> bool:
-        return self._update_held(
-            claim,
-            state=JobState.QUEUED,
-            attempts=jobs.c.attempts - 1,
-            lease_token=None,
-            lease_expires_at=None,
-            worker_id=None,
-            started_at=None,
-            progress_step=None,
-            progress_total=None,
-        )
+        return self._update_held(claim, self._release)
 
     def reap_expired(self) -> Reaped:
         now = time.time()
+        # Nearly every reap finds nothing: a read says so without a write transaction (on
+        # SQLite, without the write lock every writer of the process waits for).
+        with self._reader.connect() as conn:
+            if conn.execute(self._any_expired, {"clock": now}).first() is None:
+                return Reaped()
         expired = and_(
             jobs.c.state == JobState.RUNNING, jobs.c.lease_expires_at < self._lease_now()
         )
@@ -688,4 +862,6 @@ class SqlJobStore:
 
     def close(self) -> None:
         self._changes.close()
+        if self._lean_get is not None:
+            self._lean_get.close()
         self.engine.dispose()

@@ -101,10 +101,13 @@ class ClaimStore(Protocol):
         lease_seconds: float,
         endpoints: Sequence[str] | None = None,
         reap: bool = True,
+        given_up: Callable[[tuple[str, ...]], None] | None = None,
     ) -> Claim | None:
-        """Reap expired leases (unless reap=False: a worker reaps first itself, to remove the
-        files of the jobs the reaper gave up), then take the oldest queued job (of these
-        endpoints), if any."""
+        """Take the oldest queued job (of these endpoints), if any. Unless reap=False, reap
+        expired leases first, at most about once a second while jobs are there to take (a
+        busy claimer does not pay a reap per job), and always before answering None (a lost
+        job is never left waiting while a worker idles). `given_up` is called with the jobs a
+        reap failed (worker_lost): a worker removes the files their attempts stored."""
         ...
 
     def is_held(self, claim: Claim) -> bool:

@@ -272,14 +272,14 @@ class Worker:
         log.info("worker %s stopped", self.worker_id)
 
     def run_once(self) -> bool:
-        """Reap expired leases, then claim and run one job. False when the queue was empty.
-        Raises the database's error when it does not answer (run_forever backs off)."""
-        self._reap()
+        """Claim and run one job (the claim reaps expired leases when due). False when the
+        queue was empty. Raises the database's error when it does not answer (run_forever
+        backs off)."""
         claim = self.store.claim(
             worker_id=self.worker_id,
             lease_seconds=self.settings.lease_seconds,
             endpoints=list(self.endpoints),
-            reap=False,  # just done
+            given_up=self._remove_lost_files,
         )
         self.outage.recovered()
         if claim is None:
@@ -291,10 +291,10 @@ class Worker:
             self.current_job = None
         return True
 
-    def _reap(self) -> None:
-        """Requeue the jobs whose worker stopped renewing their lease, and remove the files
-        of those given up (worker_lost): their attempts stored them, none will finish."""
-        for job_id in self.store.reap_expired().failed:
+    def _remove_lost_files(self, given_up: tuple[str, ...]) -> None:
+        """Remove the files of the jobs the reaper gave up (worker_lost): their attempts
+        stored them, none will finish."""
+        for job_id in given_up:
             try:
                 self.storage.delete_request(job_id)
             except Exception:  # the storage's problem must not stop this worker's claims

@@ -242,3 +242,15 @@ def test_files_and_streams_declare_their_media_types(document: Schema) -> None:
     for path, _, operation in streams:
         types = set(operation["responses"]["200"].get("content", {}))
         assert types == {STREAM_MEDIA}, (path, types)
+
+
+def test_polls_declare_the_parameters_they_read_themselves(document: Schema) -> None:
+    """get_status and get_result take only the request (see api.requests.JOB_READ_OPENAPI)."""
+    for path in ("/v1/requests/{request_id}/status", "/v1/requests/{request_id}/result"):
+        declared = document["paths"][path]["get"]["parameters"]
+        by_name = {(parameter["in"], parameter["name"]): parameter for parameter in declared}
+        assert set(by_name) == {("path", "request_id"), ("query", "logs")}, path
+        assert by_name["path", "request_id"]["required"] is True
+        logs = by_name["query", "logs"]
+        assert logs["required"] is False
+        assert logs["schema"]["type"] == "boolean" and logs["schema"]["default"] is False

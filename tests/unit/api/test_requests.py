@@ -253,6 +253,52 @@ def test_request_list_needs_a_key(api: Api) -> None:
     assert api.http.get(f"{api.base}/v1/requests").status_code == 401
 
 
+# --- ?logs= on status and result --------------------------------------------------------------
+
+
+def poll(
+    api: Api, request_id: str, view: str, logs: str | None, key: bool = True
+) -> httpx.Response:
+    return api.http.get(
+        f"{api.base}/v1/requests/{request_id}/{view}",
+        headers=api.headers if key else {},
+        params={} if logs is None else {"logs": logs},
+    )
+
+
+@pytest.mark.parametrize("view", ["status", "result"])
+def test_logs_adds_the_job_s_log_lines(api: Api, image_server: ImageServer, view: str) -> None:
+    request_id = api.submit_ok(body_for(image_server))
+    api.wait(request_id)
+    for spelling in (None, "false", "0", "off", "no"):
+        assert "logs" not in poll(api, request_id, view, spelling).json()
+    for spelling in ("true", "1", "on", "yes", "TRUE"):
+        lines = poll(api, request_id, view, spelling).json()["logs"]
+        assert any(line["message"].startswith("started by") for line in lines)
+        assert all(line["time"].endswith("Z") and line["level"] for line in lines)
+
+
+@pytest.mark.parametrize("view", ["status", "result"])
+@pytest.mark.parametrize("value", ["maybe", "", "2", " true"])
+def test_a_bad_logs_value_is_refused_once_the_key_is_known(api: Api, view: str, value: str) -> None:
+    """Checked after the key and before the lookup, with pydantic's message, as FastAPI checks a
+    `bool` query parameter."""
+    refused = poll(api, "no-such-request", view, value)
+    assert refused.status_code == 422
+    assert refused.json() == {
+        "error_code": 422001,
+        "error_message": "invalid input: query.logs",
+        "detail": [
+            {
+                "field": "query.logs",
+                "path": ["query", "logs"],
+                "message": "Input should be a valid boolean, unable to interpret input",
+            }
+        ],
+    }
+    assert poll(api, "no-such-request", view, value, key=False).status_code == 401
+
+
 # --- the event stream -------------------------------------------------------------------------
 
 

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import TypeVar
 
 import pytest
@@ -70,6 +71,7 @@ def test_only_the_lease_holder_finishes(store: SqlJobStore) -> None:
     assert not store.fail(second, code="x", message="y")
     done = store.get(first.job.id, key_id="k")
     assert done is not None and done.state == "succeeded" and done.result == {"outputs": []}
+    assert store.delivery(first.job.id) is None  # it asked for no webhook
 
 
 def test_cancel_only_while_queued(store: SqlJobStore) -> None:
@@ -92,6 +94,66 @@ def test_release_requeues_without_counting_an_attempt(store: SqlJobStore) -> Non
     assert claim is not None and store.release(claim)
     again = store.claim(worker_id="w", lease_seconds=30)
     assert again is not None and again.job.attempts == 1
+
+
+def test_a_busy_claimer_reaps_once_an_interval_and_whenever_nothing_is_queued(
+    store: SqlJobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sql_store, "REAP_INTERVAL_SECONDS", 3600.0)
+    first, second = submit(store), submit(store)
+    lost = store.claim(worker_id="a", lease_seconds=-1)  # the store's first claim reaps
+    assert lost is not None and lost.job.id == first
+    # Not due again: the next queued job is taken, the lost one left as it is.
+    other = store.claim(worker_id="b", lease_seconds=30)
+    assert other is not None and other.job.id == second
+    left = store.get(first, key_id="k")
+    assert left is not None and left.state == "running"
+    # Nothing queued: the claim reaps before it answers, and takes the lost job.
+    again = store.claim(worker_id="b", lease_seconds=30)
+    assert again is not None and again.job.id == first and again.job.attempts == 2
+
+
+def test_a_claim_due_to_reap_takes_the_lost_job_first(
+    store: SqlJobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sql_store, "REAP_INTERVAL_SECONDS", 0.0)
+    first, _ = submit(store), submit(store)
+    assert store.claim(worker_id="a", lease_seconds=-1) is not None
+    again = store.claim(worker_id="b", lease_seconds=30)
+    assert again is not None and again.job.id == first and again.job.attempts == 2
+    assert [line.message for line in store.logs(first)] == [
+        "started by a (attempt 1)",
+        "its worker stopped responding; back in the queue",
+        "started by b (attempt 2)",
+    ]
+
+
+def test_a_claim_hands_on_the_jobs_its_reap_gave_up(database_url: str) -> None:
+    store = open_at(database_url, max_attempts=1)
+    job_id = hooked(store)
+    assert store.claim(worker_id="a", lease_seconds=-1) is not None
+    given_up: list[tuple[str, ...]] = []
+    assert store.claim(worker_id="b", lease_seconds=30, given_up=given_up.append) is None
+    assert given_up == [(job_id,)]
+    lost = store.get(job_id, key_id="k")
+    assert lost is not None and lost.state == "failed" and lost.error_code == "worker_lost"
+    assert store.delivery(job_id) is not None
+    store.close()
+
+
+def test_claims_on_a_sqlite_without_returning(tmp_path: Path) -> None:
+    engine = open_engine(f"sqlite:///{tmp_path / 'jobs.db'}")
+    migrate(engine)
+    engine.dialect.update_returning = False  # as SQLAlchemy sets it before SQLite 3.35
+    store = SqlJobStore(engine)
+    job_id = hooked(store)
+    claim = store.claim(worker_id="w", lease_seconds=30)
+    assert claim is not None and claim.job.id == job_id and claim.job.state == "running"
+    assert claim.job.input == {} and claim.job.attempts == 1
+    assert [line.message for line in store.logs(job_id)] == ["started by w (attempt 1)"]
+    assert store.complete(claim, result={"outputs": []})
+    assert store.delivery(job_id) is not None
+    store.close()
 
 
 def test_queue_cap(store: SqlJobStore) -> None:
