@@ -11,8 +11,9 @@ import pytest
 
 from e2e_support import Api
 from retouch.jobs.database import migrate, open_engine
+from retouch.jobs.sql_store import SqlJobStore
 
-from .databases import BACKENDS, PostgresDatabases, empty_tables, postgres_or_skip
+from .databases import BACKENDS, PostgresDatabases, empty_tables, open_at, postgres_or_skip
 from .inprocess import InProcessServer, in_process_server
 
 
@@ -72,6 +73,14 @@ def database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -
     if backend == "sqlite":
         return f"sqlite:///{tmp_path / 'jobs.db'}"
     return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[SqlJobStore]:
+    """A store on each backend's empty database."""
+    opened = open_at(database_url)
+    yield opened
+    opened.close()
 
 
 @pytest.fixture

@@ -16,11 +16,18 @@ import pytest
 from psycopg import sql
 from sqlalchemy import make_url
 
+from retouch.jobs.open_store import open_store
 from retouch.jobs.schema import metadata
+from retouch.jobs.sql_store import SqlJobStore
 
 # The server every machine of this project runs (see /work/shared/notes/scale-out.md).
 ADMIN_URL = os.environ.get("RETOUCH_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 BACKENDS = ["sqlite", "postgresql"]
+
+
+def open_at(url: str, *, max_attempts: int = 3) -> SqlJobStore:
+    """A store on `url`, migrated, with the service's defaults."""
+    return open_store(url, max_attempts=max_attempts, webhook_retry_seconds=86400.0)
 
 
 class PostgresDatabases:

@@ -6,13 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-import pytest
-
 from retouch.api.changes import ChangeFeed
-from retouch.jobs.open_store import open_store
 from retouch.jobs.sql_store import SqlJobStore
 from retouch.jobs.store import JobChanges
 
@@ -115,17 +112,6 @@ def test_a_queue_move_within_the_interval_comes_at_its_end() -> None:
         feed.close()
 
     run(scenario)
-
-
-def open_at(url: str) -> SqlJobStore:
-    return open_store(url, max_attempts=3, webhook_retry_seconds=86400.0)
-
-
-@pytest.fixture
-def store(database_url: str) -> Iterator[SqlJobStore]:
-    opened = open_at(database_url)
-    yield opened
-    opened.close()
 
 
 def test_many_waiters_on_a_store_wake_for_their_own_jobs(store: SqlJobStore) -> None:

@@ -4,28 +4,14 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from retouch.jobs.changes import QueuedJobs
 from retouch.jobs.models import Claim
-from retouch.jobs.open_store import open_store
 from retouch.jobs.sql_store import SqlJobStore
 
+from ..databases import open_at
 from .heard import Heard
-
-
-def open_at(url: str) -> SqlJobStore:
-    return open_store(url, max_attempts=3, webhook_retry_seconds=86400.0)
-
-
-@pytest.fixture
-def store(database_url: str) -> Iterator[SqlJobStore]:
-    opened = open_at(database_url)
-    yield opened
-    opened.close()
 
 
 def submit(store: SqlJobStore) -> str:

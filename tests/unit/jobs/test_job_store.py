@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
@@ -24,24 +24,13 @@ from retouch.jobs.models import (
     Job,
     QueueFull,
 )
-from retouch.jobs.open_store import open_store
 from retouch.jobs.schema import metadata
 from retouch.jobs.sql_store import SqlJobStore
 
+from ..databases import open_at
 from .heard import Heard
 
 T = TypeVar("T")
-
-
-def open_at(url: str, *, max_attempts: int = 3) -> SqlJobStore:
-    return open_store(url, max_attempts=max_attempts, webhook_retry_seconds=86400.0)
-
-
-@pytest.fixture
-def store(database_url: str) -> Iterator[SqlJobStore]:
-    opened = open_at(database_url)
-    yield opened
-    opened.close()
 
 
 def submit(store: SqlJobStore, key: str = "k") -> str:

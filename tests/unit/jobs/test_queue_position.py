@@ -9,7 +9,6 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,22 +18,12 @@ from sqlalchemy import delete, func, select, text, update
 from retouch.contract.states import JobState
 from retouch.jobs.database import migrate, migration_config, open_engine, writer
 from retouch.jobs.models import Claim, QueueFull
-from retouch.jobs.open_store import open_store
 from retouch.jobs.schema import QUEUE_BUCKET_SIZES, jobs, queue_buckets
 from retouch.jobs.sql_store import SqlJobStore
 
+from ..databases import open_at
+
 KEY = "k"
-
-
-def open_at(url: str) -> SqlJobStore:
-    return open_store(url, max_attempts=3, webhook_retry_seconds=86400.0)
-
-
-@pytest.fixture
-def store(database_url: str) -> Iterator[SqlJobStore]:
-    opened = open_at(database_url)
-    yield opened
-    opened.close()
 
 
 def submit(store: SqlJobStore, endpoint: str = "a") -> str:
