@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import random
 import shutil
 import statistics
 import subprocess
@@ -99,9 +100,11 @@ class HttpLoad:
         body: bytes | None = None,
         pause_ms: int = 0,
     ) -> Load:
-        """pause_ms: each connection waits this long after an answer before its next request
-        (paced clients, not a closed loop that saturates the server; the pause is not part of
-        the latency)."""
+        """pause_ms: each connection waits a random time of this mean after an answer before
+        its next request (paced clients, not a closed loop that saturates the server; the
+        pause is not part of the latency). Exponentially distributed, as independent clients'
+        requests arrive: a fixed pause would keep the connections in step, firing all at
+        once like one client 32 times over."""
         if self.wrk is not None:
             return self._wrk(url, key, connections, seconds, method, body, pause_ms)
         return asyncio.run(python_load(url, key, connections, seconds, method, body, pause_ms))
@@ -119,7 +122,9 @@ class HttpLoad:
         assert self.wrk is not None
         lines = [f'wrk.method = "{method}"']
         if pause_ms:
-            lines.append(f"delay = function() return {int(pause_ms)} end")
+            lines.append(
+                f"delay = function() return -{int(pause_ms)} * math.log(1 - math.random()) end"
+            )
         if body is not None:
             text = body.decode()
             assert "]==]" not in text
@@ -207,7 +212,7 @@ async def python_load(
                 await reader.readexactly(length)
                 latencies.append((time.perf_counter() - sent) * 1000)
                 if pause_ms:
-                    await asyncio.sleep(pause_ms / 1000)
+                    await asyncio.sleep(random.expovariate(1000 / pause_ms))
         finally:
             writer.close()
 
