@@ -126,7 +126,7 @@ def webhook_receiver(secret: str | None = None) -> Iterator[Receiver]:
 
 EDIT = "google/nano-banana-2/edit"
 # Retries at once, for the tests that watch several attempts.
-QUICK_RETRIES = {"webhook_first_retry_seconds": 0.2, "webhook_retry_factor": 1}
+QUICK_RETRIES: dict[str, Any] = {"webhook_first_retry_seconds": 0.2, "webhook_retry_factor": 1}
 
 
 def submit_with_webhook(api: Api, webhook: str, image_url: str) -> httpx.Response:

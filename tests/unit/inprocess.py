@@ -9,7 +9,7 @@ import base64
 import hashlib
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -166,13 +166,20 @@ SQUARE_PNG = base64.b64encode(make_image(64, 64)).decode()
 
 @contextmanager
 def in_process_server(
-    data_dir: Path, *, worker: bool = True, **overrides: Any
+    data_dir: Path,
+    *,
+    worker: bool = True,
+    before_worker: Callable[[Services], None] | None = None,
+    **overrides: Any,
 ) -> Iterator[InProcessServer]:
     """A data dir served by create_app under a TestClient, with a Worker thread on it unless
     `worker` is False (as `retouch serve --no-worker`: jobs wait in the queue). `overrides`
-    are Settings fields."""
+    are Settings fields. `before_worker` adjusts the services before any thread uses them
+    (an engine's event listeners, say, which must not change while a thread connects)."""
     settings = Settings.model_validate({"data_dir": data_dir, **SERVER_SETTINGS, **overrides})
     services = open_services(settings)
+    if before_worker is not None:
+        before_worker(services)
     endpoints = load_endpoints(settings)
     engine = FakeEngine()
     runner = build_worker(settings, services, endpoints, ResidentEngines(lambda _: engine))

@@ -23,6 +23,7 @@ from retouch.jobs.database import POSTGRES_DRIVER
 from retouch.jobs.open_store import open_store
 from retouch.jobs.outage import Backoff, OutageLog, is_busy, is_unavailable, until_answered
 from retouch.jobs.sql_store import SqlJobStore
+from retouch.services import Services
 
 from ..databases import ADMIN_URL, PostgresDatabases
 from ..inprocess import SQUARE_PNG, InProcessServer, in_process_server
@@ -167,6 +168,10 @@ def shorten_busy_timeout(store: SqlJobStore) -> None:
     store.engine.dispose()
 
 
+def shorten_busy_timeouts(services: Services) -> None:
+    shorten_busy_timeout(services.store)  # type: ignore[arg-type]
+
+
 @contextmanager
 def server_with_outage(
     backend: str, request: pytest.FixtureRequest, tmp_path: Path, **settings: Any
@@ -177,9 +182,10 @@ def server_with_outage(
         postgres: ProxiedPostgres = request.getfixturevalue("proxied_postgres")
         settings["database_url"] = postgres.url
         outage = postgres
-    with in_process_server(tmp_path / "data", **settings) as server:
+    # Before any thread uses the store: an engine's listeners must not change while it connects.
+    shorten = shorten_busy_timeouts if backend == "sqlite" else None
+    with in_process_server(tmp_path / "data", before_worker=shorten, **settings) as server:
         if backend == "sqlite":
-            shorten_busy_timeout(server.services.store)  # type: ignore[arg-type]
             outage = HeldSqliteLock(server.settings.database_path)
         try:
             yield server, outage
@@ -285,8 +291,9 @@ def test_the_api_answers_503_while_postgres_is_down(
 
 def test_the_api_answers_503_while_sqlite_is_locked(tmp_path: Path) -> None:
     """Reads go on (WAL); a write that waited out the busy timeout is a 503, not a 500."""
-    with in_process_server(tmp_path / "data", worker=False) as server:
-        shorten_busy_timeout(server.services.store)  # type: ignore[arg-type]
+    with in_process_server(
+        tmp_path / "data", worker=False, before_worker=shorten_busy_timeouts
+    ) as server:
         api = server.api()
         job_id = api.submit_ok(BODY)
         lock = HeldSqliteLock(server.settings.database_path)
