@@ -108,6 +108,7 @@ class Options:
     claim_seconds: float
     jobs: int
     skip: frozenset[str]
+    server_env: dict[str, str]
 
     def runs(self, phase: str) -> bool:
         return phase not in self.skip
@@ -155,10 +156,20 @@ def parse_options() -> tuple[Options, HttpLoad]:
     )
     add("--json", type=Path, help="also write every figure, per backend, to this JSON file")
     add("--skip", default="", help=f"comma-separated phases to leave out: {','.join(PHASES)}")
+    add(
+        "--server-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a variable for the servers, e.g. RETOUCH_ACCESS_LOG=true to measure its cost "
+        "(repeatable)",
+    )
     args = parser.parse_args()
     skip = frozenset(name for name in args.skip.split(",") if name)
     if unknown := skip - set(PHASES):
         parser.error(f"--skip: unknown phases {sorted(unknown)}; known: {','.join(PHASES)}")
+    if malformed := [given for given in args.server_env if "=" not in given]:
+        parser.error(f"--server-env: expected NAME=VALUE, not {malformed}")
     if args.database_url and make_url(args.database_url).get_backend_name() != "postgresql":
         parser.error("--database-url takes a PostgreSQL server (SQLite always runs)")
     options = Options(
@@ -181,6 +192,9 @@ def parse_options() -> tuple[Options, HttpLoad]:
         claim_seconds=args.claim_seconds,
         jobs=max(1, args.jobs),
         skip=skip,
+        server_env={
+            name: value for name, _, value in (given.partition("=") for given in args.server_env)
+        },
     )
     try:
         load = HttpLoad.choose(args.load_generator, args.threads)
@@ -806,7 +820,7 @@ def main() -> None:
     else:
         models.mkdir()
     images = start_image_server()
-    env = server_env(RETOUCH_MAX_QUEUED_JOBS="100000000")
+    env = server_env(RETOUCH_MAX_QUEUED_JOBS="100000000", **o.server_env)
     body = {"prompt": "make it blue", "image_urls": [images.url("/square.png")]}
     bench = Bench(o, load)
     results: dict[str, Figures] = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -148,6 +149,7 @@ def serve(
 
     from retouch.api.app import create_app
     from retouch.api.asgi import FACTORY
+    from retouch.api.http_protocol import HardenedHttpToolsProtocol
     from retouch.worker.supervisor import WorkerSupervisor
 
     flags = {
@@ -161,7 +163,7 @@ def serve(
         "api_processes": api_processes,
     }
     settings = load_settings(**flags)
-    configure_logging()
+    configure_logging(settings.log_format)
     endpoints = endpoints_or_exit(settings)
     # Migrates, and makes the signing secret, before any child starts: API processes started
     # together then find both done (they would also be safe racing: see jobs/database.py).
@@ -189,9 +191,16 @@ def serve(
         markup=False,
     )
     server_options: dict[str, Any] = {
+        # httptools with a cap on request heads and a deadline for reading them (431, 408).
+        "http": functools.partial(
+            HardenedHttpToolsProtocol, head_timeout_seconds=settings.header_timeout_seconds
+        ),
         "host": settings.host,
         "port": settings.port,
         "log_level": "warning",
+        # uvicorn's own warnings go through our handler (so they are JSON too, with
+        # RETOUCH_LOG_FORMAT=json); requests are logged by our access log, not uvicorn's.
+        "log_config": None,
         "access_log": False,
         # Bounded, so a client holding a connection open cannot keep the server from stopping.
         "timeout_graceful_shutdown": 5,
@@ -231,11 +240,11 @@ def worker_command(
     from retouch.engine.registry import load_engine
     from retouch.worker.runner import ResidentEngines, build_worker
 
-    configure_logging()
-    log = logging.getLogger(__name__)
     settings = load_settings(
         data_dir=data_dir, database_url=database_url, model=model, device=device, config=config
     )
+    configure_logging(settings.log_format)
+    log = logging.getLogger(__name__)
     endpoints = endpoints_or_exit(settings)
     if endpoint:
         unknown = sorted(set(endpoint) - {e.id for e in endpoints})

@@ -10,6 +10,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from retouch.jobs.database import POSTGRES_MAX_OVERFLOW, POSTGRES_POOL_SIZE
+from retouch.log_context import LogFormat
 
 MIB = 1024 * 1024
 
@@ -60,8 +61,19 @@ class Settings(BaseSettings):
         None, description="Base of the absolute URLs we hand out, e.g. https://edit.example.com"
     )
 
+    # Logs, on standard error.
+    log_format: LogFormat = Field(
+        "text", description="text: one line per record; json: one JSON object per line"
+    )
+    access_log: bool = Field(
+        False, description="Log every HTTP request (logger retouch.access, level info)"
+    )
+
     # Limits on what a client may send.
     max_body_bytes: int = 64 * MIB
+    # Reading a request's line and headers, and its whole body, may take this long (408001).
+    header_timeout_seconds: float = Field(default=10.0, gt=0)
+    body_timeout_seconds: float = Field(default=60.0, gt=0)
     max_queued_jobs: int = 1000
 
     # Inputs fetched by the worker.
@@ -71,6 +83,8 @@ class Settings(BaseSettings):
     fetch_read_timeout: float = 20.0
     fetch_total_timeout: float = 60.0
     max_input_pixels: int = 50_000_000
+    # Pixels of all of one request's inputs together (media/decode.py, PixelBudget).
+    max_request_pixels: int = 100_000_000
 
     # Moderation.
     nsfw_classifier: str | None = Field(

@@ -27,6 +27,7 @@ class Recorded:
         self.events: list[str] = []
         self.uvicorn_calls: list[tuple[Any, dict[str, Any]]] = []
         self.uvicorn_error: BaseException | None = None
+        self.log_formats: list[str] = []
 
 
 @pytest.fixture
@@ -51,7 +52,7 @@ def recorded(monkeypatch: pytest.MonkeyPatch) -> Iterator[Recorded]:
 
     monkeypatch.setattr(supervisor, "WorkerSupervisor", RecordingSupervisor)
     monkeypatch.setattr(uvicorn, "run", run)
-    monkeypatch.setattr("retouch.cli.configure_logging", lambda: None)
+    monkeypatch.setattr("retouch.cli.configure_logging", record.log_formats.append)
     # serve exports its flags into os.environ: restored at the end of the test.
     for name in FLAGS:
         monkeypatch.delenv(f"RETOUCH_{name.upper()}", raising=False)
@@ -124,3 +125,14 @@ def test_no_worker_runs_the_api_processes_alone(recorded: Recorded, tmp_path: Pa
     result = serve("--data-dir", str(tmp_path), "--api-processes", "2", "--no-worker")
     assert result.exit_code == 0, result.output
     assert recorded.events == ["uvicorn"]
+
+
+def test_serve_logs_in_the_configured_format_through_one_handler(
+    recorded: Recorded, tmp_path: Path
+) -> None:
+    result = serve("--data-dir", str(tmp_path), "--api-processes", "2", RETOUCH_LOG_FORMAT="json")
+    assert result.exit_code == 0, result.output
+    assert recorded.log_formats == ["json"]
+    [(_, options)] = recorded.uvicorn_calls
+    # uvicorn configures no handlers of its own: its lines go through ours, JSON too.
+    assert options["log_config"] is None and options["access_log"] is False

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import logging
 from collections.abc import Callable
+from datetime import datetime
 
+import pytest
+from pydantic import ValidationError
+
+from retouch.config import Settings
 from retouch.log_context import (
     FORMAT,
     REQUEST_ID,
     RequestIdFilter,
     bind_request_id,
+    formatter,
     request_id_bound,
 )
 
@@ -67,3 +74,43 @@ def test_a_binding_in_one_task_does_not_leak_into_another() -> None:
     asyncio.run(both())
     assert seen == {"a": "a", "b": None}
     assert REQUEST_ID.get() is None
+
+
+def test_json_lines_parse_and_carry_the_request_id_and_extras() -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(RequestIdFilter())
+    handler.setFormatter(formatter("json"))
+    logger = logging.getLogger("retouch.tests.log_context.json")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        logger.info("outside")
+        with request_id_bound("job-1"):
+            logger.warning("inside %s", "a job", extra={"status": 503})
+            try:
+                raise ValueError("boom")
+            except ValueError:
+                logger.exception("failed")
+    finally:
+        logger.removeHandler(handler)
+    outside, inside, failed = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert outside["request_id"] == "-" and outside["message"] == "outside"
+    assert inside["request_id"] == "job-1"
+    assert inside["level"] == "WARNING" and inside["logger"] == logger.name
+    assert inside["message"] == "inside a job" and inside["status"] == 503
+    assert datetime.fromisoformat(inside["time"]).tzinfo is not None
+    assert failed["request_id"] == "job-1" and "ValueError: boom" in failed["exc_info"]
+
+
+def test_the_format_is_a_setting_text_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    def from_environment() -> Settings:
+        return Settings.model_validate({})
+
+    monkeypatch.delenv("RETOUCH_LOG_FORMAT", raising=False)
+    assert from_environment().log_format == "text"
+    monkeypatch.setenv("RETOUCH_LOG_FORMAT", "json")
+    assert from_environment().log_format == "json"
+    monkeypatch.setenv("RETOUCH_LOG_FORMAT", "xml")
+    with pytest.raises(ValidationError, match="log_format"):
+        from_environment()

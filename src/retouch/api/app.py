@@ -8,7 +8,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from retouch import __version__
-from retouch.api import files, models, requests, uploads, webhook_secret, workers
+from retouch.api import files, health, models, requests, uploads, webhook_secret, workers
+from retouch.api.access_log import AccessLogMiddleware
 from retouch.api.body_limit import BodyLimitMiddleware
 from retouch.api.changes import ChangeFeed
 from retouch.api.docs import install_docs
@@ -80,10 +81,18 @@ def create_app(
     install_error_handlers(app)
     install_docs(app)
     routers = [
-        resource.router for resource in (requests, models, files, uploads, webhook_secret, workers)
+        resource.router
+        for resource in (requests, models, files, uploads, webhook_secret, workers, health)
     ]
     for router in routers:
         app.include_router(router)
     install_openapi(app, routers, endpoint_ids=[endpoint.id for endpoint in endpoints])
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        timeout_seconds=settings.body_timeout_seconds,
+    )
+    if settings.access_log:
+        # Added last, so outermost: it sees every answer, the body limit's included.
+        app.add_middleware(AccessLogMiddleware)
     return app

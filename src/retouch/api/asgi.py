@@ -22,6 +22,7 @@ def app_from_environment() -> FastAPI:
     and uvicorn's parent stops them only when it stops cleanly, so a SIGKILLed serve must not
     leave them answering on its port."""
     die_with_parent()
-    configure_logging()
     from_environment: dict[str, Any] = {}  # mypy, without pydantic's plugin, wants every field
-    return create_app(Settings(**from_environment))
+    settings = Settings(**from_environment)
+    configure_logging(settings.log_format)
+    return create_app(settings)

@@ -1,4 +1,4 @@
-"""A cap on request bodies and a deadline for each chunk of them.
+"""A cap on request bodies, a deadline for each chunk of them and one for the whole body.
 
 The body is not buffered here: the cap is counted as the route reads it, so a request is
 authenticated before any of its body is held in memory, and crossing the cap raises an
@@ -18,9 +18,11 @@ BODY_CHUNK_TIMEOUT_SECONDS = 30.0
 
 
 class BodyLimitMiddleware:
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, *, max_bytes: int, timeout_seconds: float = 60.0) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        # The whole body must arrive within this (a trickle of a byte a chunk never stalls).
+        self.timeout_seconds = timeout_seconds
 
     def _too_large(self) -> ApiError:
         return ApiError(
@@ -42,18 +44,30 @@ class BodyLimitMiddleware:
                 await response(scope, receive, send)
                 return
         received = 0
+        more_body = True
+        deadline: float | None = None
 
         async def counted_receive() -> Message:
-            nonlocal received
+            nonlocal received, more_body, deadline
+            if not more_body:
+                return await receive()  # the body is in: this waits for a disconnect
+            now = asyncio.get_running_loop().time()
+            if deadline is None:
+                deadline = now + self.timeout_seconds
+            wait = min(BODY_CHUNK_TIMEOUT_SECONDS, deadline - now)
             try:
-                message = await asyncio.wait_for(receive(), BODY_CHUNK_TIMEOUT_SECONDS)
+                message = await asyncio.wait_for(receive(), max(wait, 0.0))
             except TimeoutError:
+                stalled = wait == BODY_CHUNK_TIMEOUT_SECONDS
                 raise ApiError(
                     408,
                     SLOW_BODY,
-                    f"the request body stalled for {BODY_CHUNK_TIMEOUT_SECONDS:.0f} s",
+                    f"the request body stalled for {BODY_CHUNK_TIMEOUT_SECONDS:.0f} s"
+                    if stalled
+                    else f"the request body took longer than {self.timeout_seconds:g} s",
                 ) from None
             if message["type"] == "http.request":
+                more_body = message.get("more_body", False)
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
                     raise self._too_large()

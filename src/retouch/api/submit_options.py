@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import json
 import re
 from typing import Any
@@ -13,7 +12,7 @@ import httpx
 
 from retouch.api.errors import field_error
 from retouch.contract import idempotency
-from retouch.media.addresses import AddressPolicy
+from retouch.media.addresses import AddressPolicy, literal_address
 from retouch.media.errors import MediaError
 from retouch.storage.own_files import own_file
 from retouch.storage.signing import UrlSigner
@@ -65,9 +64,8 @@ def webhook_url(url: str | None, allow: tuple[str, ...]) -> str | None:
         raise field_error("webhook", "must be an absolute http:// or https:// URL")
     # raw_host: the ASCII (IDNA) form; `.host` decodes it and raises on bad punycode.
     host = parsed.raw_host.decode("ascii")
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
+    address = literal_address(host)
+    if address is None:
         return url
     try:
         AddressPolicy(allow).check(host, [address])

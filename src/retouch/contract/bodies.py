@@ -10,7 +10,7 @@ failing."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, overload
+from typing import Annotated, Any, Literal, overload
 
 from pydantic import (
     AliasChoices,
@@ -346,6 +346,29 @@ class WorkerInfo(Body):
 
 class WorkerList(Body):
     workers: list[WorkerInfo]
+
+
+class Health(Body):
+    """GET /healthz: the process answers."""
+
+    status: Literal["ok"]
+
+
+class ReadinessCheck(Body):
+    """One dependency of GET /readyz."""
+
+    ok: bool
+    detail: str = Field(description="What answered, or why the check failed")
+
+
+class Readiness(Body):
+    """GET /readyz: every dependency answers (a failed one is a 503001 naming it)."""
+
+    status: Literal["ready"]
+    database: ReadinessCheck = Field(
+        description="The job database answers, its schema at this version's revision"
+    )
+    storage: ReadinessCheck = Field(description="The file storage is reachable")
 
 
 class InputSchema(Body):

@@ -7,6 +7,8 @@ The check runs on resolved addresses, never on the URL's text: `getaddrinfo` tur
 from __future__ import annotations
 
 import ipaddress
+import re
+import socket
 from collections.abc import Iterable, Sequence
 from typing import Final
 
@@ -41,6 +43,27 @@ _ADVICE: Final = (
 
 def _normalise_host(host: str) -> str:
     return host.strip().strip("[]").rstrip(".").lower()
+
+
+# What inet_aton may read as IPv4: decimal, octal and hex parts, one to four of them.
+_IPV4_NUMBERS: Final = re.compile(r"(?:0x[0-9a-f]*|[0-9]+)(?:\.(?:0x[0-9a-f]*|[0-9]+)){0,3}")
+
+
+def literal_address(host: str) -> IPAddress | None:
+    """The address `host` names when it is an IP literal in any form the resolver accepts
+    (`127.0.0.1`, `::1`, and `2130706433`, `0x7f000001`, `127.1`, `0177.0.0.1`, `0` too, which
+    `getaddrinfo` reads as IPv4 without a lookup), or None for a host name."""
+    host = _normalise_host(host)
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    if not _IPV4_NUMBERS.fullmatch(host):
+        return None
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(host))
+    except OSError:
+        return None  # e.g. a part out of range: getaddrinfo would look it up as a name
 
 
 def _embedded_ipv4(address: ipaddress.IPv6Address) -> tuple[str, ipaddress.IPv4Address] | None:

@@ -32,8 +32,28 @@ _FORMAT_NAMES: Final = ", ".join(FORMATS[:-1]) + " or " + FORMATS[-1]
 _DECODE_ERRORS: Final = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error)
 
 
-def decode_image(data: bytes, *, max_pixels: int) -> Image.Image:
-    """The first frame of `data` as an upright RGB image, alpha flattened onto white."""
+class PixelBudget:
+    """The pixels one request's inputs may decode to together: 20 inputs of 50 MP each would
+    hold 3 GB of RGB in the worker at once."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.spent = 0
+
+    def take(self, size: tuple[int, int]) -> None:
+        width, height = size
+        if self.spent + width * height > self.total:
+            raise MediaError(
+                f"image is {width}×{height} = {_megapixels(width * height)} MP, which brings "
+                f"the request's inputs over their {_megapixels(self.total)} MP limit in all: "
+                "send fewer or smaller images"
+            )
+        self.spent += width * height
+
+
+def decode_image(data: bytes, *, max_pixels: int, budget: PixelBudget | None = None) -> Image.Image:
+    """The first frame of `data` as an upright RGB image, alpha flattened onto white; its
+    pixels are taken from `budget` (before decoding) when one is given."""
     # catch_warnings is process-wide in Python 3.11, so concurrent decodes can briefly see each
     # other's filter; the only filter set here hides warnings, so the race is harmless.
     with warnings.catch_warnings():
@@ -54,6 +74,8 @@ def decode_image(data: bytes, *, max_pixels: int) -> Image.Image:
             width, height = image.size
             if width * height > max_pixels:
                 raise MediaError(_too_many_pixels(image.size, max_pixels))
+            if budget is not None:
+                budget.take(image.size)
             try:
                 image.load()  # loads the current frame only: the first, for animations
                 ImageOps.exif_transpose(image, in_place=True)  # in place: no second copy

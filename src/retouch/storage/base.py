@@ -71,3 +71,8 @@ class Storage(Protocol):
         """Remove a request's files other than `names`: leftovers of attempts that died
         between storing their files and finishing the job."""
         ...
+
+    def probe(self) -> None:
+        """Raises unless the store is reachable now (GET /readyz): one cheap operation that
+        leaves no file behind."""
+        ...

@@ -80,3 +80,9 @@ class LocalStorage:
             for path in folder.iterdir():
                 if path not in keep:
                     path.unlink(missing_ok=True)
+
+    def probe(self) -> None:
+        # A file made and dropped at once (O_TMPFILE on Linux): the folder is there and
+        # writable (not a read-only or missing mount), without fsync or a name to clean up.
+        with tempfile.TemporaryFile(dir=self.root):
+            pass

@@ -18,6 +18,9 @@ from obstore.store import S3Store
 
 from retouch.storage.base import CHUNK_BYTES, FileStat, checked_name, checked_request
 
+# Not a request id (those are hex and dashes), so no file is under it.
+_PROBE_PREFIX = "readyz-probe"
+
 
 class S3Storage:
     """Satisfies retouch.storage.base.Storage."""
@@ -77,6 +80,12 @@ class S3Storage:
 
     def delete(self, name: str) -> None:
         obstore.delete(self.store, checked_name(name))
+
+    def probe(self) -> None:
+        """One ListObjectsV2 under a prefix that no name has (names start with a request
+        id): it lists nothing, and fails on a missing bucket, bad credentials or an
+        unreachable endpoint."""
+        obstore.list_with_delimiter(self.store, _PROBE_PREFIX)
 
     def _names(self, request_id: str) -> list[str]:
         return [

@@ -19,7 +19,7 @@ from retouch.engine.base import EditCancelled, EditRequest, Engine
 from retouch.engine.references import combine_references
 from retouch.engine.upscale import Upscaler
 from retouch.jobs.models import StoredOutput, StoredResult
-from retouch.media.decode import decode_image
+from retouch.media.decode import PixelBudget, decode_image
 from retouch.media.encode import CONTENT_TYPES, FILE_EXTENSIONS, encode_image, resize_exact
 from retouch.media.errors import MediaError
 from retouch.media.fetch import FetchConfig, fetch_bytes
@@ -96,11 +96,12 @@ def load_inputs(
     should_cancel says so, so a stopping worker is not held up by a slow download."""
     fetched = asyncio.run(_fetch_all(urls, tools, should_cancel))
     images: list[Image.Image] = []
+    budget = PixelBudget(tools.max_request_pixels)
     for index, data in enumerate(fetched):
         try:
             if isinstance(data, MediaError):
                 raise data
-            images.append(decode_image(data, max_pixels=tools.max_input_pixels))
+            images.append(decode_image(data, max_pixels=tools.max_input_pixels, budget=budget))
         except MediaError as error:
             raise JobFailure(error.code, f"image_urls[{index}]: {error.reason}") from None
     return images
@@ -147,6 +148,8 @@ class JobTools:
     """Recognises our own signed file URLs among the inputs (read_input)."""
     fetch_config: FetchConfig
     max_input_pixels: int
+    max_request_pixels: int
+    """All of one request's inputs together."""
     upscaler: Upscaler
     moderator: Moderator
 

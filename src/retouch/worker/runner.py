@@ -339,6 +339,7 @@ class Worker:
                     signer=self.signer,
                     fetch_config=self._fetch_config,
                     max_input_pixels=self.settings.max_input_pixels,
+                    max_request_pixels=self.settings.max_request_pixels,
                     upscaler=self.upscaler,
                     moderator=self.moderator,
                 )

@@ -65,6 +65,11 @@ def test_refused_addresses(tmp_path: Path) -> None:
         literal = submit_with_webhook(api, "http://10.0.0.1/hook", data_uri())
         assert literal.status_code == 422, literal.text
         assert "refused address 10.0.0.1 (private network)" in literal.text
+        # Every form the resolver reads as an address is one too, refused before the job runs.
+        for host in ("2130706433", "0x7f000001", "127.1", "0", "0177.0.0.1"):
+            refused = submit_with_webhook(api, f"http://{host}/hook", data_uri())
+            assert refused.status_code == 422, (host, refused.text)
+            assert [problem["field"] for problem in refused.json()["detail"]] == ["webhook"]
         # A name is checked when it is resolved, at each delivery.
         port = receiver.base.rsplit(":", 1)[1]
         request_id = cancelled_with_webhook(api, f"http://localhost:{port}/hook")

@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from retouch.media.addresses import AddressPolicy, IPAddress
+from retouch.media.addresses import AddressPolicy, IPAddress, literal_address
 from retouch.media.errors import MediaError
 
 
@@ -118,3 +118,25 @@ def test_allow_list_does_not_open_other_ranges() -> None:
 def test_malformed_allow_entry_is_a_config_error(entry: str) -> None:
     with pytest.raises(ValueError, match="RETOUCH_FETCH_ALLOW"):
         AddressPolicy([entry])
+
+
+@pytest.mark.parametrize(
+    ("host", "address"),
+    [
+        ("2130706433", "127.0.0.1"),
+        ("0x7f000001", "127.0.0.1"),
+        ("127.1", "127.0.0.1"),
+        ("0", "0.0.0.0"),
+        ("0177.0.0.1", "127.0.0.1"),
+        ("0x7f.1", "127.0.0.1"),
+        ("10.0.0.1.", "10.0.0.1"),
+        ("[::1]", "::1"),
+    ],
+)
+def test_literal_address_reads_every_resolver_form(host: str, address: str) -> None:
+    assert literal_address(host) == ip(address)
+
+
+@pytest.mark.parametrize("host", ["example.com", "1e100.net", "deadbeef", "1.2.3.4.5", "0x"])
+def test_host_names_are_not_literals(host: str) -> None:
+    assert literal_address(host) is None

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from retouch.media.decode import FORMATS, decode_image
+from retouch.media.decode import FORMATS, PixelBudget, decode_image
 from retouch.media.errors import MediaError
 
 CAP = 50_000_000
@@ -90,6 +90,24 @@ def test_garbage_refused(data: bytes) -> None:
     with pytest.raises(MediaError) as caught:
         decode_image(data, max_pixels=CAP)
     assert str(caught.value) == NOT_AN_IMAGE
+
+
+def test_request_budget_spans_the_inputs() -> None:
+    # Each image is under the per-image cap; together they pass the request's budget.
+    budget = PixelBudget(8000 * 7000)
+    header = png_header(6000, 6000)  # 36 MP: refused from its header, nothing decoded
+    small = save(Image.new("RGB", (4, 3)), "PNG")
+    assert decode_image(small, max_pixels=CAP, budget=budget).size == (4, 3)
+    with pytest.raises(MediaError) as caught:
+        decode_image(header, max_pixels=CAP, budget=PixelBudget(30_000_000))
+    assert str(caught.value) == (
+        "image is 6000×6000 = 36 MP, which brings the request's inputs over their 30 MP limit "
+        "in all: send fewer or smaller images"
+    )
+    budget.take((6000, 6000))
+    with pytest.raises(MediaError, match="over their 56 MP limit in all"):
+        decode_image(header, max_pixels=CAP, budget=budget)
+    assert budget.spent == 12 + 36_000_000  # a refused image takes nothing
 
 
 @pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP"])

@@ -209,6 +209,14 @@ def test_redirect_to_decimal_host_refused(base: str, sent_to: list[str]) -> None
     assert sent_to == ["127.0.0.1"]
 
 
+@pytest.mark.parametrize("host", ["2130706433", "0x7f000001", "127.1", "0"])
+def test_numeric_host_forms_refused(host: str, sent_to: list[str]) -> None:
+    # An input image_url is resolved before the fetch: every form the resolver reads as IPv4
+    # is checked as the address it is.
+    assert refusal(f"http://{host}:9/", allow=()).startswith("refused address ")
+    assert sent_to == []
+
+
 def test_redirect_without_location(base: str) -> None:
     assert "redirect without a Location" in refusal(f"{base}/no-location")
 

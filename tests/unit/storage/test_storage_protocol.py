@@ -139,3 +139,30 @@ def test_s3_presigned_urls_fetch_the_file(moto: MotoS3, tmp_path: Path) -> None:
     url = storage.presigned_url(name, 60)
     assert "X-Amz-Signature=" in url and "/p/" in url
     assert httpx.get(url).content == b"signed bytes"
+
+
+def test_a_reachable_store_passes_its_probe(storage: Storage) -> None:
+    storage.probe()
+    storage.put(f"{REQUEST}/a.png", b"x")
+    storage.probe()
+    assert storage.read(f"{REQUEST}/a.png") == b"x"
+
+
+def test_the_local_probe_leaves_nothing_in_the_folder(tmp_path: Path) -> None:
+    LocalStorage(tmp_path / "outputs").probe()
+    assert list((tmp_path / "outputs").iterdir()) == []
+
+
+def test_a_missing_folder_or_bucket_fails_the_probe(tmp_path: Path, moto: MotoS3) -> None:
+    local = LocalStorage(tmp_path / "outputs")
+    (tmp_path / "outputs").rmdir()  # an unmounted volume, say
+    with pytest.raises(FileNotFoundError):
+        local.probe()
+    missing = settings(
+        tmp_path,
+        storage_url="s3://no-such-bucket-here/prefix",
+        s3_endpoint_url=moto.endpoint_url,
+        s3_region=REGION,
+    )
+    with pytest.raises(Exception, match=r"(?i)bucket"):
+        open_storage(missing).probe()
