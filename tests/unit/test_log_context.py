@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import json
 import logging
 from collections.abc import Callable
 from datetime import datetime
@@ -18,9 +17,10 @@ from retouch.log_context import (
     REQUEST_ID,
     RequestIdFilter,
     bind_request_id,
-    formatter,
     request_id_bound,
 )
+
+from .log_capture import json_lines
 
 
 def formatted_lines(emit: Callable[[logging.Logger], None]) -> list[str]:
@@ -77,14 +77,8 @@ def test_a_binding_in_one_task_does_not_leak_into_another() -> None:
 
 
 def test_json_lines_parse_and_carry_the_request_id_and_extras() -> None:
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.addFilter(RequestIdFilter())
-    handler.setFormatter(formatter("json"))
     logger = logging.getLogger("retouch.tests.log_context.json")
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
+    with json_lines(logger.name) as lines:
         logger.info("outside")
         with request_id_bound("job-1"):
             logger.warning("inside %s", "a job", extra={"status": 503})
@@ -92,9 +86,7 @@ def test_json_lines_parse_and_carry_the_request_id_and_extras() -> None:
                 raise ValueError("boom")
             except ValueError:
                 logger.exception("failed")
-    finally:
-        logger.removeHandler(handler)
-    outside, inside, failed = (json.loads(line) for line in stream.getvalue().splitlines())
+    outside, inside, failed = lines
     assert outside["request_id"] == "-" and outside["message"] == "outside"
     assert inside["request_id"] == "job-1"
     assert inside["level"] == "WARNING" and inside["logger"] == logger.name

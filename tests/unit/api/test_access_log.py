@@ -4,43 +4,24 @@ request id; none when it is off (the default)."""
 
 from __future__ import annotations
 
-import io
 import json
-import logging
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from retouch.api.access_log import shown_path
-from retouch.log_context import RequestIdFilter, formatter
 
 from ..inprocess import SQUARE_PNG, InProcessServer, in_process_server
+from ..log_capture import json_lines
 
 BODY = {"prompt": "x", "image_urls": ["data:image/png;base64," + SQUARE_PNG]}
 
 
-@contextmanager
-def access_lines() -> Iterator[list[dict[str, Any]]]:
-    """The JSON lines `retouch.access` writes inside the block, parsed, as configure_logging
-    would write them with RETOUCH_LOG_FORMAT=json."""
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.addFilter(RequestIdFilter())
-    handler.setFormatter(formatter("json"))
-    logger = logging.getLogger("retouch.access")
-    logger.addHandler(handler)
-    level = logger.level
-    logger.setLevel(logging.INFO)
-    lines: list[dict[str, Any]] = []
-    try:
-        yield lines
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
-        lines.extend(json.loads(line) for line in stream.getvalue().splitlines())
+def access_lines() -> AbstractContextManager[list[dict[str, Any]]]:
+    return json_lines("retouch.access")
 
 
 @pytest.fixture(scope="module")
