@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pydantic import ValidationError
@@ -18,15 +18,20 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
+from retouch.auth.keys import ROLES, KeyLimits, KeyRecord, Role
 from retouch.client.cli import register as register_client_commands
-from retouch.config import Settings
+from retouch.config import Settings, format_duration, parse_duration
 from retouch.jobs.database import DATABASE_URL_VARIABLE, DatabaseUrlError
 from retouch.jobs.open_store import open_store
 from retouch.jobs.outage import describe, is_unavailable
+from retouch.jobs.rate_limits import check_rate
 from retouch.log_context import configure_logging
 from retouch.served_endpoints import ConfigError, Endpoint, load_endpoints
 from retouch.services import Services, open_services
 from retouch.storage.signing_secret import SigningSecretError
+
+if TYPE_CHECKING:
+    from retouch.worker.supervisor import WorkerSupervisor
 
 app = typer.Typer(
     help="Retouch: self-hosted image editing from a text prompt.", no_args_is_help=True
@@ -150,6 +155,7 @@ def serve(
     from retouch.api.app import create_app
     from retouch.api.asgi import FACTORY
     from retouch.api.http_protocol import HardenedHttpToolsProtocol
+    from retouch.metrics.multiprocess import enable as enable_multiprocess_metrics
     from retouch.worker.supervisor import WorkerSupervisor
 
     flags = {
@@ -164,6 +170,8 @@ def serve(
     }
     settings = load_settings(**flags)
     configure_logging(settings.log_format)
+    if settings.metrics:  # before any child starts: they all count into <data dir>/metrics
+        enable_multiprocess_metrics(settings.data_dir.resolve())
     endpoints = endpoints_or_exit(settings)
     # Migrates, and makes the signing secret, before any child starts: API processes started
     # together then find both done (they would also be safe racing: see jobs/database.py).
@@ -205,23 +213,36 @@ def serve(
         # Bounded, so a client holding a connection open cannot keep the server from stopping.
         "timeout_graceful_shutdown": 5,
     }
-    if processes == 1:
-        uvicorn.run(
-            create_app(
-                settings, services, endpoints, on_shutdown=supervisor.stop if supervisor else None
-            ),
-            **server_options,
-        )
-        return
-    services.close()  # each API process opens its own
+    # uvicorn re-raises the SIGTERM it stopped on once it has shut down: as a KeyboardInterrupt
+    # (which uvicorn.run catches, like a Ctrl-C's) serve goes on, drains its worker and exits
+    # 0, instead of dying of the signal.
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        # uvicorn's parent restarts an API process that dies, and on SIGTERM or SIGINT stops
-        # them all and returns (a single server re-raises the signal instead, hence
-        # on_shutdown above), so the worker is stopped here, once no API process is left.
-        uvicorn.run(FACTORY, factory=True, workers=processes, **server_options)
+        if processes == 1:
+            uvicorn.run(create_app(settings, services, endpoints), **server_options)
+        else:
+            services.close()  # each API process opens its own
+            # uvicorn's parent restarts an API process that dies, and on SIGTERM or SIGINT
+            # stops them all and returns.
+            uvicorn.run(FACTORY, factory=True, workers=processes, **server_options)
     finally:
-        if supervisor:
-            supervisor.stop()
+        # Once no API process is left: the worker drains (RETOUCH_DRAIN_SECONDS), and is not
+        # restarted.
+        try:
+            if supervisor:
+                _drain_worker(supervisor)
+        finally:
+            for signum, handler in handlers.items():
+                signal.signal(signum, handler)
+
+
+def _drain_worker(supervisor: WorkerSupervisor) -> None:
+    """Stops serve's worker; a second SIGTERM or Ctrl-C meanwhile is passed on to it (it puts
+    its running job back in the queue at once) rather than interrupting serve."""
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: supervisor.hurry())
+    supervisor.stop()
 
 
 @app.command("worker")
@@ -235,6 +256,10 @@ def worker_command(
         list[str] | None,
         typer.Option(help="Serve only this endpoint id (repeatable); default: all configured"),
     ] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Serve this worker's /metrics on this port [off]")
+    ] = None,
+    metrics_host: Annotated[str, typer.Option(help="Address of --metrics-port")] = "127.0.0.1",
 ) -> None:
     """Run one worker process against a data dir (one per GPU)."""
     from retouch.engine.registry import load_engine
@@ -256,6 +281,10 @@ def worker_command(
         if served.preview:
             log.warning(preview_warning(served))
     services = services_or_exit(settings)
+    if metrics_port is not None:
+        from retouch.metrics.multiprocess import serve_worker_metrics
+
+        serve_worker_metrics(metrics_port, metrics_host)
 
     def load(served: Endpoint) -> Any:
         return load_engine(
@@ -268,8 +297,10 @@ def worker_command(
     for served in endpoints:
         pool.get(served)
     runner = build_worker(settings, services, endpoints, pool)
+    # Drains: no more claims, the running job finishes within RETOUCH_DRAIN_SECONDS or goes
+    # back to the queue (at once on a second signal), then exit 0.
     for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: runner.stop())
+        signal.signal(signum, lambda *_: runner.signalled())
     try:
         runner.run_forever()
     finally:
@@ -282,28 +313,196 @@ def _when(timestamp: float | None) -> str:
     return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
+def _rate(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return check_rate(value)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+
+
+MaxQueued = Annotated[
+    int | None,
+    typer.Option(
+        "--max-queued",
+        min=0,
+        help="Jobs the key may have queued at once (past it: 429001) "
+        "(default: RETOUCH_KEY_MAX_QUEUED)",
+    ),
+]
+Rate = Annotated[
+    str | None,
+    typer.Option(
+        "--rate",
+        help="Submits per window, e.g. 60/minute, 10/second (past it: 429001) "
+        "(default: RETOUCH_KEY_SUBMIT_RATE)",
+    ),
+]
+MaxRunning = Annotated[
+    int | None,
+    typer.Option(
+        "--max-running",
+        min=0,
+        help="Jobs of the key running at once; more wait in the queue "
+        "(default: RETOUCH_KEY_MAX_RUNNING)",
+    ),
+]
+
+
+RetainResults = Annotated[
+    str | None,
+    typer.Option(
+        "--retain-results",
+        help="How long the key's results and outputs are kept after a job ends, e.g. 30d, "
+        "12h (default: RETOUCH_RETAIN_RESULTS)",
+    ),
+]
+RetainUploads = Annotated[
+    str | None,
+    typer.Option(
+        "--retain-uploads",
+        help="How long the key's uploads are kept, e.g. 2h (default: RETOUCH_RETAIN_UPLOADS)",
+    ),
+]
+
+
+def _duration(value: str | None, option: str) -> float | None:
+    if value is None:
+        return None
+    try:
+        return parse_duration(value, setting=option)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint=option) from None
+
+
+def _limits(
+    max_queued: int | None,
+    rate: str | None,
+    max_running: int | None,
+    retain_results: str | None,
+    retain_uploads: str | None,
+) -> dict[str, Any]:
+    """The limits given on the command line, by KeyLimits field."""
+    given = {
+        "max_queued": max_queued,
+        "submit_rate": _rate(rate),
+        "max_running": max_running,
+        "retain_results_seconds": _duration(retain_results, "--retain-results"),
+        "retain_uploads_seconds": _duration(retain_uploads, "--retain-uploads"),
+    }
+    return {name: value for name, value in given.items() if value is not None}
+
+
+# --default NAME: the KeyLimits field it gives back to the server's default.
+_DEFAULTABLE = {
+    "max-queued": "max_queued",
+    "rate": "submit_rate",
+    "max-running": "max_running",
+    "retain-results": "retain_results_seconds",
+    "retain-uploads": "retain_uploads_seconds",
+}
+
+
+def _describe_limits(record: KeyRecord) -> str:
+    limits = record.limits
+    kept = (limits.retain_results_seconds, limits.retain_uploads_seconds)
+    parts = [
+        f"max queued {limits.max_queued}" if limits.max_queued is not None else "",
+        f"rate {limits.submit_rate}" if limits.submit_rate else "",
+        f"max running {limits.max_running}" if limits.max_running is not None else "",
+        f"results kept {format_duration(kept[0])}" if kept[0] is not None else "",
+        f"uploads kept {format_duration(kept[1])}" if kept[1] is not None else "",
+    ]
+    return ", ".join(part for part in parts if part) or "server defaults"
+
+
 @keys_app.command("create")
 def keys_create(
     name: Annotated[str, typer.Option(help="A label for the key, e.g. who uses it")],
+    admin: Annotated[
+        bool,
+        typer.Option(
+            "--admin",
+            help="An admin key: sees every key's jobs (GET /v1/admin/requests) and the "
+            "workers, and cancels any job",
+        ),
+    ] = False,
+    max_queued: MaxQueued = None,
+    rate: Rate = None,
+    max_running: MaxRunning = None,
+    retain_results: RetainResults = None,
+    retain_uploads: RetainUploads = None,
     data_dir: DataDir = None,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Create a key. The key is printed once, as the last line; only its hash is kept."""
+    limits = KeyLimits(**_limits(max_queued, rate, max_running, retain_results, retain_uploads))
     services = services_or_exit(load_settings(data_dir=data_dir, database_url=database_url))
-    record, key = services.keys.create(name)
+    record, key = services.keys.create(name, role="admin" if admin else "user", limits=limits)
     console.print(
-        f"Created key {record.id} ({record.name}). Store it now; it cannot be shown again:"
+        f"Created {record.role} key {record.id} ({record.name}; {_describe_limits(record)}). "
+        "Store it now; it cannot be shown again:"
     )
     print(key)
 
 
+@keys_app.command("edit")
+def keys_edit(
+    key: Annotated[str, typer.Argument(help="The key's id, or a name (edits all with it)")],
+    role: Annotated[
+        str | None, typer.Option("--role", help="user or admin", show_default=False)
+    ] = None,
+    max_queued: MaxQueued = None,
+    rate: Rate = None,
+    max_running: MaxRunning = None,
+    retain_results: RetainResults = None,
+    retain_uploads: RetainUploads = None,
+    default: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--default",
+            help="Give this limit back to the server default: "
+            f"{', '.join(_DEFAULTABLE)} (repeatable)",
+        ),
+    ] = None,
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Change a key's role or limits; every API process applies it within a second."""
+    if role is not None and role not in ROLES:
+        raise typer.BadParameter(f"{role!r}: use user or admin", param_hint="--role")
+    changes = _limits(max_queued, rate, max_running, retain_results, retain_uploads)
+    for name in default or []:
+        if name not in _DEFAULTABLE:
+            raise typer.BadParameter(
+                f"{name!r}: use one of {', '.join(_DEFAULTABLE)}", param_hint="--default"
+            )
+        changes[_DEFAULTABLE[name]] = None
+    services = services_or_exit(load_settings(data_dir=data_dir, database_url=database_url))
+    new_role: Role | None = None if role is None else ("admin" if role == "admin" else "user")
+    edited = services.keys.edit(key, role=new_role, **changes)
+    if not edited:
+        console.print(f"[red]no active key with id or name {key!r}")
+        raise typer.Exit(1)
+    for record in edited:
+        console.print(f"{record.id} ({record.name}): {record.role}, {_describe_limits(record)}")
+
+
 @keys_app.command("list")
 def keys_list(data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
-    """List keys (ids and names; the keys themselves are not stored)."""
+    """List keys (ids, names, roles and limits; the keys themselves are not stored)."""
     services = services_or_exit(load_settings(data_dir=data_dir, database_url=database_url))
-    table = Table("id", "name", "created", "revoked")
+    table = Table("id", "name", "role", "limits", "created", "revoked")
     for record in services.keys.list_keys():
-        table.add_row(record.id, record.name, _when(record.created_at), _when(record.revoked_at))
+        table.add_row(
+            record.id,
+            record.name,
+            record.role,
+            _describe_limits(record),
+            _when(record.created_at),
+            _when(record.revoked_at),
+        )
     Console().print(table)
 
 
@@ -313,9 +512,11 @@ def keys_revoke(
     data_dir: DataDir = None,
     database_url: DatabaseUrl = None,
 ) -> None:
-    """Revoke a key: requests made with it answer 401 from now on."""
+    """Revoke a key: its requests answer 401, its queued jobs are cancelled (its running
+    ones too with RETOUCH_CANCEL_RUNNING), its webhooks stop and its file URLs answer 403,
+    in every process within a second or two."""
     services = services_or_exit(load_settings(data_dir=data_dir, database_url=database_url))
-    revoked = services.keys.revoke(key)
+    revoked = services.revoke_key(key)
     if not revoked:
         console.print(f"[red]no active key with id or name {key!r}")
         raise typer.Exit(1)

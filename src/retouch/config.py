@@ -3,16 +3,53 @@ defaults. The defaults are the embedded setup: SQLite and a local folder in ./.r
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from retouch.jobs.database import POSTGRES_MAX_OVERFLOW, POSTGRES_POOL_SIZE
+from retouch.jobs.rate_limits import check_rate
 from retouch.log_context import LogFormat
 
 MIB = 1024 * 1024
+DAY = 24 * 3600.0
+
+# A lifetime: seconds ("3600", "2.5"), or a number with a unit ("7d", "24h", "30m", "90s").
+_DURATION = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([dhms]?)\s*$", re.IGNORECASE)
+_UNIT_SECONDS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": DAY}
+
+
+def parse_duration(value: object, *, setting: str = "duration") -> float:
+    """Seconds from a number or text like "7d", "24h", "30m", "90s" or "3600"; ValueError
+    naming `setting` for anything else, zero or negative."""
+    if isinstance(value, bool):
+        raise ValueError(f"{setting}: expected seconds or a duration like 7d, 24h, 30m, 90s")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        if match is None:
+            raise ValueError(
+                f"{setting}: expected seconds or a duration like 7d, 24h, 30m, 90s, "
+                f"not {str(value)!r}"
+            )
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2).lower()]
+    if not seconds > 0:
+        raise ValueError(f"{setting}: must be more than 0 seconds, not {value!r}")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """A lifetime as a person reads it: "7 days", "24 hours", "30 minutes", "90 seconds"."""
+    for unit, size in (("day", DAY), ("hour", 3600.0), ("minute", 60.0)):
+        if seconds >= size and seconds % size == 0:
+            count = int(seconds // size)
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    shown = int(seconds) if seconds == int(seconds) else round(seconds, 3)
+    return f"{shown} second{'s' if shown != 1 else ''}"
 
 
 class Settings(BaseSettings):
@@ -68,6 +105,11 @@ class Settings(BaseSettings):
     access_log: bool = Field(
         False, description="Log every HTTP request (logger retouch.access, level info)"
     )
+    # Prometheus metrics (retouch.metrics): GET /metrics, and counting every request for it.
+    metrics: bool = Field(True, description="Count requests and serve GET /metrics")
+    metrics_token: SecretStr | None = Field(
+        None, description="If set, GET /metrics needs `Authorization: Bearer <this>`"
+    )
 
     # Limits on what a client may send.
     max_body_bytes: int = 64 * MIB
@@ -75,6 +117,18 @@ class Settings(BaseSettings):
     header_timeout_seconds: float = Field(default=10.0, gt=0)
     body_timeout_seconds: float = Field(default=60.0, gt=0)
     max_queued_jobs: int = 1000
+    # Per-key limits where a key sets none of its own (`retouch keys create/edit`): 429001.
+    key_max_queued: int = Field(
+        500, ge=0, description="Jobs one key may have queued at once (0: only the global cap)"
+    )
+    key_submit_rate: str = Field(
+        "120/minute",
+        description="Submits one key may make per window, e.g. 60/minute, 10/second (empty: "
+        "no limit)",
+    )
+    key_max_running: int = Field(
+        0, ge=0, description="Jobs of one key running at once, over all workers (0: no limit)"
+    )
 
     # Inputs fetched by the worker.
     fetch_allow: Annotated[tuple[str, ...], NoDecode] = ()
@@ -96,6 +150,11 @@ class Settings(BaseSettings):
     # Jobs.
     lease_seconds: float = 30.0
     max_attempts: int = 3
+    drain_seconds: float = Field(
+        60.0,
+        description="On SIGTERM, how long a worker may go on with its running job before it "
+        "puts the job back in the queue and exits",
+    )
     cancel_running: bool = Field(
         False, description="Let cancel interrupt a running job (an extension of the contract)"
     )
@@ -122,6 +181,20 @@ class Settings(BaseSettings):
         "one made once and kept in the database",
     )
 
+    # Retention (retouch.jobs.retention): how long a finished request's results and files,
+    # and an upload, are kept; a key's own lifetimes override these.
+    retain_results: float = Field(
+        7 * DAY,
+        description="How long a finished request's status, result and files are kept "
+        "(seconds, or 7d, 24h, 30m, 90s)",
+    )
+    retain_uploads: float = Field(
+        DAY, description="How long an uploaded file is kept (seconds, or 7d, 24h, 30m, 90s)"
+    )
+    retention_sweep_seconds: float = Field(
+        60.0, gt=0, description="How often the API process deletes what has expired"
+    )
+
     # Webhooks: a failing receiver is retried with growing pauses for this long.
     webhook_retry_seconds: float = 24 * 3600.0
     # One attempt (lookup, connect, send, answer) may take this long.
@@ -134,12 +207,22 @@ class Settings(BaseSettings):
     # Deliveries sent at once by one API process.
     webhook_concurrency: int = Field(default=8, ge=1)
 
+    @field_validator("key_submit_rate")
+    @classmethod
+    def _readable_rate(cls, value: str) -> str:
+        return check_rate(value) if value.strip() else ""
+
     @field_validator("fetch_allow", mode="before")
     @classmethod
     def _split_allow_list(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
+
+    @field_validator("retain_results", "retain_uploads", mode="before")
+    @classmethod
+    def _lifetime(cls, value: object, info: ValidationInfo) -> float:
+        return parse_duration(value, setting=f"RETOUCH_{str(info.field_name).upper()}")
 
     @field_validator(
         "nsfw_classifier",

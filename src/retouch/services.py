@@ -3,11 +3,12 @@ by the API, the worker and the CLI."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import dataclass
 
-from retouch.auth.keys import KeyStore
+from retouch.auth.keys import KeyRecord, KeyStore
 from retouch.config import Settings
 from retouch.jobs.database import PostgresPool
 from retouch.jobs.open_store import open_store
@@ -26,6 +27,15 @@ class Services:
     keys: KeyStore
     storage: Storage
     signer: UrlSigner
+
+    def revoke_key(self, id_or_name: str) -> list[KeyRecord]:
+        """Revoke the key with this id (or every active key with this name) and, in the same
+        transaction, end its work: queued jobs cancelled (running ones too with
+        cancel_running), pending webhooks given up. See KeyStore.revoke."""
+        end_work = functools.partial(
+            self.store.end_work_of_revoked, running_too=self.settings.cancel_running
+        )
+        return self.keys.revoke(id_or_name, with_their_work=end_work)
 
     def close(self) -> None:
         self.store.close()
@@ -52,6 +62,7 @@ def _open_services(settings: Settings) -> Services:
         settings.store_url,
         max_attempts=settings.max_attempts,
         webhook_retry_seconds=settings.webhook_retry_seconds,
+        default_max_running=settings.key_max_running or None,
         pool=PostgresPool(settings.database_pool_size, settings.database_pool_overflow),
     )
     try:

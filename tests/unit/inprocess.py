@@ -40,6 +40,10 @@ SERVER_SETTINGS = {
     name.removeprefix("RETOUCH_").lower(): value
     for name, value in server_env().items()
     if name.startswith("RETOUCH_")
+} | {
+    # The shared server's key submits for the whole session; the rate's own tests (in
+    # tests/unit/api/test_limits.py) set one.
+    "key_submit_rate": ""
 }
 HELD_PROMPT = "hold the worker"
 

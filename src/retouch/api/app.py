@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
 from retouch import __version__
-from retouch.api import files, health, models, requests, uploads, webhook_secret, workers
+from retouch.api import (
+    admin,
+    files,
+    health,
+    metrics,
+    models,
+    requests,
+    uploads,
+    webhook_secret,
+    workers,
+)
 from retouch.api.access_log import AccessLogMiddleware
 from retouch.api.body_limit import BodyLimitMiddleware
 from retouch.api.changes import ChangeFeed
@@ -17,6 +28,9 @@ from retouch.api.errors import install_error_handlers
 from retouch.api.openapi import install_openapi
 from retouch.api.state import AppState
 from retouch.config import Settings
+from retouch.jobs.rate_limits import SubmitRates
+from retouch.jobs.retention import RetentionSweeper
+from retouch.metrics.http import MetricsMiddleware
 from retouch.responses import ResponseBuilder
 from retouch.served_endpoints import Endpoint, load_endpoints
 from retouch.services import Services, open_services
@@ -46,7 +60,17 @@ def create_app(
             store=state.store, keys=state.keys, responses=state.responses, settings=settings
         )
         webhooks.start()
+        # Deletes expired results and uploads (one API process of a deployment at a time).
+        sweeper = RetentionSweeper(
+            state.keys.engine,
+            state.storage,
+            retain_results=settings.retain_results,
+            retain_uploads=settings.retain_uploads,
+            interval=settings.retention_sweep_seconds,
+        )
+        sweeper.start()
         yield
+        await asyncio.to_thread(sweeper.stop)
         await webhooks.stop()
         changes.close()
         if on_shutdown is not None:
@@ -77,21 +101,36 @@ def create_app(
         ),
         endpoints={endpoint.id: endpoint for endpoint in endpoints},
         changes=changes,
+        rates=SubmitRates(services.keys.engine),
     )
     install_error_handlers(app)
     install_docs(app)
     routers = [
         resource.router
-        for resource in (requests, models, files, uploads, webhook_secret, workers, health)
+        for resource in (
+            requests,
+            models,
+            files,
+            uploads,
+            webhook_secret,
+            workers,
+            admin,
+            health,
+        )
     ]
     for router in routers:
         app.include_router(router)
+    if settings.metrics:
+        app.include_router(metrics.router)  # not in the OpenAPI document
     install_openapi(app, routers, endpoint_ids=[endpoint.id for endpoint in endpoints])
     app.add_middleware(
         BodyLimitMiddleware,
         max_bytes=settings.max_body_bytes,
         timeout_seconds=settings.body_timeout_seconds,
     )
+    if settings.metrics:
+        # Outside the body limit, so its answers (413, 408) are counted too.
+        app.add_middleware(MetricsMiddleware)
     if settings.access_log:
         # Added last, so outermost: it sees every answer, the body limit's included.
         app.add_middleware(AccessLogMiddleware)

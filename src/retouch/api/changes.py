@@ -10,6 +10,11 @@ then wakes every waiter that shows a position, at most once per QUEUE_SECONDS: t
 after a quiet second at once, any later ones in that second together at its end. A claim
 thus costs each queued stream at most one re-read a second, however many claims there are,
 and a position shown is at most about a second behind.
+
+Stopping: on SIGTERM or SIGINT (uvicorn's signals, seen through a handler chained in front of
+uvicorn's own) every feed of the process is `ending`: its waiters are woken and the streams
+close after their current event, so uvicorn's graceful shutdown finds no request left to
+cancel (the SDK reconnects to the next server and resumes).
 """
 
 from __future__ import annotations
@@ -17,13 +22,46 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import signal
 import threading
+import weakref
 from collections.abc import Callable, Iterator
+from types import FrameType
 
 from retouch.jobs.store import ChangeSource, JobChanges
 
 # Queue moves wake the waiters showing a position at most this often.
 QUEUE_SECONDS = 1.0
+
+# Every feed of this process, for end_streams.
+_feeds: weakref.WeakSet[ChangeFeed] = weakref.WeakSet()
+
+
+def end_streams() -> None:
+    """The server is stopping: every feed of this process ends its streams and waits. Safe in
+    a signal handler (it only schedules the wake-ups on each feed's loop)."""
+    for feed in list(_feeds):
+        feed.end()
+
+
+def _end_streams_on_exit_signals() -> None:
+    """Chains end_streams in front of the SIGTERM and SIGINT handlers in place (uvicorn's,
+    which start its graceful shutdown). Main thread only; once per handler."""
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        previous = signal.getsignal(signum)
+        if not callable(previous) or getattr(previous, "ends_streams", False):
+            continue  # not under a server (the default action), or chained already
+
+        def handler(
+            sig: int,
+            frame: FrameType | None,
+            previous: Callable[[int, FrameType | None], object] = previous,
+        ) -> None:
+            end_streams()
+            previous(sig, frame)
+
+        handler.ends_streams = True  # type: ignore[attr-defined]
+        signal.signal(signum, handler)
 
 
 class Follower:
@@ -92,6 +130,22 @@ class ChangeFeed:
         self._stop_watching: Callable[[], None] | None = None
         self._queue_wake: asyncio.TimerHandle | None = None
         self._queue_woken_at = -math.inf
+        # Set once the server is stopping: streams and waits end after their current read.
+        self.ending = False
+        _feeds.add(self)
+
+    def end(self) -> None:
+        """Ends every stream and wait of this feed (see end_streams)."""
+        self.ending = True
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # a closed loop has no waiters
+                loop.call_soon_threadsafe(self._wake_all)
+
+    def _wake_all(self) -> None:
+        for followers in self._followers.values():
+            for follower in followers:
+                follower.wake()
 
     @contextlib.contextmanager
     def follow(self, job_id: str, *, queue_position: bool = False) -> Iterator[Follower]:
@@ -130,12 +184,13 @@ class ChangeFeed:
         self.close()  # watching for another loop: the app is served again (tests)
         self._loop = loop
         self._stop_watching = self.store.watch_jobs(_Mailbox(loop, self._deliver).post)
+        if threading.current_thread() is threading.main_thread():
+            # Served by uvicorn in this thread, whose signal handlers are in place by now.
+            _end_streams_on_exit_signals()
 
     def _deliver(self, changes: JobChanges) -> None:
         if changes.everything:
-            for followers in self._followers.values():
-                for follower in followers:
-                    follower.wake()
+            self._wake_all()
             return
         for job_id in changes.job_ids:
             for follower in self._followers.get(job_id, ()):

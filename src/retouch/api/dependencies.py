@@ -4,6 +4,7 @@ sending a typed body."""
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
@@ -13,10 +14,12 @@ from fastapi.responses import Response
 from pydantic import TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from retouch.api.errors import ApiError, invalid_input
+from retouch.api.errors import ApiError, field_error, invalid_input
 from retouch.api.state import AppState
+from retouch.auth.keys import KeyRecord
+from retouch.config import format_duration
 from retouch.contract.bodies import Body
-from retouch.contract.errors import NOT_FOUND, UNAUTHORIZED, UNKNOWN_MODEL
+from retouch.contract.errors import FORBIDDEN, NOT_FOUND, UNAUTHORIZED, UNKNOWN_MODEL
 from retouch.jobs.models import Job
 
 T = TypeVar("T")
@@ -72,6 +75,39 @@ async def authenticate(request: Request) -> Caller:
 
 Authenticated = Annotated[Caller, Depends(authenticate)]
 
+
+async def authenticate_admin(request: Request) -> Caller:
+    """An authenticated caller whose key is an admin key; 403001 for a user key."""
+    caller = await authenticate(request)
+    if not (await key_record(caller.state, caller.key_id)).is_admin:
+        raise ApiError(
+            403,
+            FORBIDDEN,
+            "this route needs an admin key: create one with `retouch keys create --admin`, "
+            "or make this one an admin with `retouch keys edit KEY --role admin`",
+        )
+    return caller
+
+
+AdminCaller = Annotated[Caller, Depends(authenticate_admin)]
+
+
+async def key_record(state: AppState, key_id: str) -> KeyRecord:
+    """The authenticated key's record (role, limits): cached by authenticate, so usually no
+    read. 401 when the key vanished since."""
+    record = state.keys.cached_record(key_id)
+    if record is None:
+        record = await store_read(state, functools.partial(state.keys.record, key_id))
+    if record is None or record.revoked_at is not None:
+        raise ApiError(
+            401,
+            UNAUTHORIZED,
+            "invalid or revoked API key: create one with `retouch keys create --name NAME`",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return record
+
+
 # Handlers that call `authenticate` themselves: FastAPI's resolution of a dependency costs
 # more than a status poll's database read. The OpenAPI's bearer scheme is added to them too.
 AUTHENTICATES_ITSELF: set[Callable[..., Any]] = set()
@@ -83,6 +119,19 @@ def authenticates_itself(handler: H) -> H:
 
 
 _FLAG: TypeAdapter[bool] = TypeAdapter(bool)
+
+# A list's cursor is a job's seq: ASCII digits within SQLite's 64-bit integers.
+CURSOR_PATTERN = r"^[0-9]{1,19}$"
+
+
+def parse_cursor(cursor: str | None) -> int | None:
+    """The seq a list's `cursor` query parameter names (None: the first page); 422 for
+    anything this API did not hand out."""
+    if cursor is None or cursor == "":
+        return None
+    if not (re.fullmatch(CURSOR_PATTERN, cursor) and int(cursor) < 2**63):
+        raise field_error("cursor", "not a cursor from this API: pass next_cursor as it came")
+    return int(cursor)
 
 
 def query_flag(request: Request, name: str) -> bool:
@@ -113,11 +162,29 @@ def request_not_found(request_id: str) -> ApiError:
     return ApiError(404, NOT_FOUND, f"request {request_id} not found (or expired)")
 
 
+def request_expired(state: AppState, job: Job) -> ApiError:
+    """The 404 of a job retention has deleted (retouch.jobs.retention), saying so and how
+    long results are kept. Blocking (the key's own lifetime may be read)."""
+    record = state.keys.record(job.key_id)
+    own = record.limits.retain_results_seconds if record is not None else None
+    kept = format_duration(own if own is not None else state.settings.retain_results)
+    setting = "this API key's --retain-results" if own is not None else "RETOUCH_RETAIN_RESULTS"
+    return ApiError(
+        404,
+        NOT_FOUND,
+        f"request {job.id} expired: its results and files are kept for {kept} after it "
+        f"ends ({setting}), and have been deleted",
+    )
+
+
 def find_job(state: AppState, request_id: str, owner: str) -> Job:
-    """The caller's job, or a 404. Blocking: call it through `store_read`."""
+    """The caller's job, or a 404 (also once it expired). Blocking: call it through
+    `store_read`."""
     job = state.store.get(request_id, key_id=owner)
     if job is None:
         raise request_not_found(request_id)
+    if job.expired_at is not None:
+        raise request_expired(state, job)
     return job
 
 

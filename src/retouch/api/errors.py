@@ -21,10 +21,12 @@ from retouch.contract.errors import (
     INVALID_INPUT,
     METHOD_NOT_ALLOWED,
     OVERLOADED,
+    STORAGE_FULL,
     UNKNOWN_ROUTE,
     ErrorBody,
 )
 from retouch.jobs.outage import describe, is_busy, is_unavailable
+from retouch.storage.base import is_storage_full
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +82,8 @@ _ERROR_MEANINGS = {
     500: "Internal error (500001)",
     503: "Overloaded: the queue is full, or the job database is unreachable or busy (503001), "
     "with Retry-After",
+    507: "The server's storage (files or job database) is full (507001): retry later, and "
+    "tell the operator",
 }
 
 # A client told to come back after this long finds a restarted database answering: workers
@@ -136,6 +140,22 @@ def database_unavailable(error: Exception) -> ApiError | None:
     )
 
 
+_storage_warnings = _Throttled(DATABASE_WARNING_SECONDS)
+STORAGE_FULL_MESSAGE: Final = (
+    "the server's storage is full: nothing was kept of this request; retry later, and tell "
+    "the operator"
+)
+
+
+def storage_full(error: BaseException) -> ApiError | None:
+    """The 507 for a write that found the disk (of the files or of the job database) full;
+    None for any other error."""
+    if not is_storage_full(error):
+        return None
+    _storage_warnings.warning(f"storage is full, answering 507: {describe(error)}")
+    return ApiError(507, STORAGE_FULL, STORAGE_FULL_MESSAGE)
+
+
 def field_path(location: tuple[int | str, ...]) -> str:
     """("image_urls", 2) → "image_urls[2]"; the empty location is the body itself."""
     path = ""
@@ -190,6 +210,9 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(error.status, error.code, error.message, error.detail, error.headers)
 
     async def _database(_request: Request, error: Exception) -> Response:
+        full = storage_full(error)
+        if full is not None:
+            return await _api_error(_request, full)
         unavailable = database_unavailable(error)
         if unavailable is None:
             raise error  # a bug, for the 500 handler below
@@ -198,6 +221,16 @@ def install_error_handlers(app: FastAPI) -> None:
     # DBAPIError covers OperationalError and InterfaceError; TimeoutError is the pool's.
     for database_error in (exc.DBAPIError, exc.TimeoutError):
         app.add_exception_handler(database_error, _database)
+
+    # A full disk (storage.base.StorageFull is an OSError, and so is ENOSPC from anything
+    # else a request writes, a spooled form part say): answered here, by the exception
+    # middleware, so the connection stays open for the next request.
+    @app.exception_handler(OSError)
+    async def _os_error(_request: Request, error: OSError) -> Response:
+        full = storage_full(error)
+        if full is None:
+            raise error  # for the 500 handler below
+        return await _api_error(_request, full)
 
     @app.exception_handler(RequestValidationError)
     async def _request_validation(_request: Request, error: RequestValidationError) -> Response:

@@ -102,6 +102,8 @@ def signed_file(
             FORBIDDEN,
             "bad or expired signature: fetch the request's result again for fresh URLs",
         )
+    if state.keys.owner_revoked(name):
+        raise ApiError(403, FORBIDDEN, "this file's API key was revoked: its URLs no longer work")
     content_type = CONTENT_TYPE_BY_EXTENSION.get(filename.rpartition(".")[2])
     stat = state.storage.stat(name) if content_type is not None else None
     if content_type is None or stat is None:

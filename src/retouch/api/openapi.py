@@ -12,14 +12,15 @@ from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 
-from retouch.api.dependencies import AUTHENTICATES_ITSELF, authenticate
+from retouch.api.dependencies import AUTHENTICATES_ITSELF, authenticate, authenticate_admin
 
 BEARER_SCHEME = "bearerAuth"
 
 
 def _authenticates(route: APIRoute) -> bool:
     return route.endpoint in AUTHENTICATES_ITSELF or any(
-        dependency.call is authenticate for dependency in route.dependant.dependencies
+        dependency.call in (authenticate, authenticate_admin)
+        for dependency in route.dependant.dependencies
     )
 
 

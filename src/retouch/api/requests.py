@@ -6,7 +6,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -17,18 +16,23 @@ from starlette.concurrency import run_in_threadpool
 
 from retouch.api import submit_options
 from retouch.api.dependencies import (
+    CURSOR_PATTERN,
     Authenticated,
     authenticate,
     authenticates_itself,
     base_url,
     check_endpoint,
     find_job,
+    key_record,
+    parse_cursor,
     query_flag,
+    request_expired,
     request_not_found,
     send,
     store_read,
 )
-from retouch.api.errors import ApiError, error_responses, field_error, invalid_input
+from retouch.api.errors import ApiError, error_responses, invalid_input
+from retouch.api.limits import admit_submit, key_queue_full
 from retouch.api.state import AppState
 from retouch.api.stream import result_body, status_events, wait_for_end
 from retouch.contract.bodies import (
@@ -43,15 +47,12 @@ from retouch.contract.idempotency import HEADER as IDEMPOTENCY_HEADER
 from retouch.contract.idempotency import PATTERN as IDEMPOTENCY_PATTERN
 from retouch.contract.inputs import INPUT_MODEL, input_schema
 from retouch.contract.states import STATUS_NAMES, CancelOutcomeName, JobState
-from retouch.jobs.models import Idempotency, IdempotencyConflict, Job, QueueFull
+from retouch.jobs.models import Idempotency, IdempotencyConflict, Job, KeyQueueFull, QueueFull
 from retouch.log_context import bind_request_id
 from retouch.responses import log_entries, retry_after
 
 router = APIRouter(tags=["requests"])
 log = logging.getLogger(__name__)
-
-# A cursor is a job's seq: ASCII digits within SQLite's 64-bit integers.
-CURSOR_PATTERN = r"^[0-9]{1,19}$"
 
 
 def parse_input(body: bytes) -> dict[str, Any]:
@@ -148,6 +149,7 @@ async def _submit(
         parse_submission, await request.body(), endpoint, key, hook, state
     )
     base = base_url(request, state)
+    key_max_queued = await admit_submit(state, owner)
     try:
         job = await run_in_threadpool(
             state.store.submit,
@@ -155,6 +157,7 @@ async def _submit(
             endpoint=endpoint,
             input=fields,
             max_queued=state.settings.max_queued_jobs,
+            key_max_queued=key_max_queued,
             webhook_url=hook,
             base_url=base,
             idempotency=idempotency,
@@ -166,6 +169,8 @@ async def _submit(
             "the queue is full: retry after a few seconds",
             headers={"Retry-After": "5"},
         ) from None
+    except KeyQueueFull as full:
+        raise key_queue_full(full) from None
     except IdempotencyConflict as conflict:
         raise ApiError(
             409,
@@ -190,7 +195,10 @@ async def _submit(
     summary="Submit a request to an endpoint (GET /v1/models lists them)",
     openapi_extra=SUBMIT_OPENAPI,
     response_model=Submission | Result,
-    responses={200: {"links": FOLLOW_LINKS}, **error_responses(400, 401, 408, 409, 413, 422, 503)},
+    responses={
+        200: {"links": FOLLOW_LINKS},
+        **error_responses(400, 401, 408, 409, 413, 422, 429, 503, 507),
+    },
 )
 async def submit_edit(
     request: Request,
@@ -343,17 +351,11 @@ async def list_requests(
     ] = None,
 ) -> Response:
     """This key's requests, newest first."""
-    if cursor is not None and not (re.fullmatch(CURSOR_PATTERN, cursor) and int(cursor) < 2**63):
-        raise field_error("cursor", "not a cursor from this API: pass next_cursor as it came")
+    before = parse_cursor(cursor)
     state = caller.state
     page = await store_read(
         state,
-        functools.partial(
-            state.store.list_jobs,
-            key_id=caller.key_id,
-            limit=limit,
-            before=int(cursor) if cursor else None,
-        ),
+        functools.partial(state.store.list_jobs, key_id=caller.key_id, limit=limit, before=before),
     )
     base = base_url(request, state)
     return send(
@@ -372,17 +374,20 @@ async def list_requests(
 )
 async def cancel_request(request_id: str, caller: Authenticated) -> Response:
     """`outcome` is `cancelled` for a queued job, `not_cancellable` for one that has started
-    or ended; repeating it is harmless."""
+    or ended; repeating it is harmless. An admin key cancels any key's job."""
     state, owner = caller.state, caller.key_id
     found = await run_in_threadpool(
         state.store.cancel,
         request_id,
         key_id=owner,
         running_too=state.settings.cancel_running,
+        any_key=(await key_record(state, owner)).is_admin,
     )
     if found is None:
         raise request_not_found(request_id)
     job, cancelled_now = found
+    if job.expired_at is not None:  # never cancelled now: retention only takes ended jobs
+        raise await run_in_threadpool(request_expired, state, job)
     bind_request_id(job.id)
     if cancelled_now and job.attempts > 0:
         # An earlier attempt was killed after storing files (or, with cancel_running, the

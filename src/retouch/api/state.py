@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from retouch.api.changes import ChangeFeed
 from retouch.auth.keys import KeyStore
 from retouch.config import Settings
+from retouch.jobs.rate_limits import SubmitRates
 from retouch.jobs.store import JobStore
 from retouch.responses import ResponseBuilder
 from retouch.served_endpoints import Endpoint
@@ -24,3 +25,4 @@ class AppState:
     responses: ResponseBuilder
     endpoints: dict[str, Endpoint]
     changes: ChangeFeed
+    rates: SubmitRates

@@ -21,6 +21,23 @@ from retouch.responses import webhook_state
 
 # A comment line this often keeps proxies from closing a quiet stream.
 KEEPALIVE_SECONDS = 15.0
+# A quiet stream checks this often whether its key was revoked (a cache read, and at most
+# one database read per key per AUTH_CACHE_SECONDS in this process).
+REVOCATION_CHECK_SECONDS = 1.0
+
+
+async def _revoked(state: AppState, key_id: str) -> bool:
+    """Whether the stream's key was revoked (or deleted) since the stream began. A database
+    that does not answer revokes nothing: the stream goes on."""
+    record = state.keys.cached_record(key_id)
+    if record is None:
+        try:
+            record = await store_read(state, functools.partial(state.keys.record, key_id))
+        except Exception as error:
+            if not is_unavailable(error):
+                raise
+            return False
+    return record is None or record.revoked_at is not None
 
 
 def result_body(state: AppState, base: str, job: Job) -> Result:
@@ -53,7 +70,7 @@ async def wait_for_end(state: AppState, job_id: str, key_id: str, timeout: float
                 return None
             if job is None or job.state in FINISHED_STATES:
                 return job
-            if not waiting:
+            if not waiting or state.changes.ending:  # ending: the server is stopping
                 return None
             # After the deadline, one last read: the job may have ended just before it.
             waiting = await changes.wait(deadline - time.monotonic())
@@ -63,7 +80,8 @@ async def status_events(
     state: AppState, base: str, job_id: str, key_id: str
 ) -> AsyncIterator[bytes]:
     """`status` events (the status body) whenever it changes, then one `result` event with the
-    result body, then the end of the stream."""
+    result body, then the end of the stream; or the end after the current event once the
+    server is stopping (the ChangeFeed is `ending`: the client reconnects elsewhere)."""
     sent: Status | None = None
     # Once the stream has started, a database that stops answering cannot become a 503: the
     # stream stays open (keep-alive comments) and reads again until it answers.
@@ -82,6 +100,8 @@ async def status_events(
             except Exception as error:
                 if not is_unavailable(error):
                     raise
+                if state.changes.ending:
+                    return
                 yield format_sse_event(comment="waiting for the job database")
                 await asyncio.sleep(backoff.next())
                 continue
@@ -95,5 +115,15 @@ async def status_events(
             if result is not None:
                 yield format_sse_event(event="result", data_str=result.to_json().decode())
                 return
-            if not await changes.wait(KEEPALIVE_SECONDS):
-                yield format_sse_event(comment="keep-alive")
+            # Until the job changes: a keep-alive comment when quiet, and the end once the
+            # server stops or the key is revoked (checked each second: a revocation ends
+            # the stream within AUTH_CACHE_SECONDS more).
+            quiet_since = time.monotonic()
+            while not await changes.wait(REVOCATION_CHECK_SECONDS):
+                if state.changes.ending or await _revoked(state, key_id):
+                    return
+                if time.monotonic() - quiet_since >= KEEPALIVE_SECONDS:
+                    yield format_sse_event(comment="keep-alive")
+                    quiet_since = time.monotonic()
+            if state.changes.ending or await _revoked(state, key_id):
+                return

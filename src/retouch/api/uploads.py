@@ -20,8 +20,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from retouch.api.dependencies import Authenticated, base_url, send
 from retouch.api.errors import ApiError, error_responses, field_error
+from retouch.api.state import AppState
 from retouch.contract.bodies import Upload, from_timestamp
 from retouch.contract.errors import BODY_TOO_LARGE
+from retouch.jobs.retention import forget_upload, record_upload
 from retouch.media.decode import FORMATS, decode_image
 from retouch.media.encode import CONTENT_TYPES, FILE_EXTENSIONS, OutputFormat, encode_image
 from retouch.media.errors import MediaError
@@ -107,6 +109,21 @@ async def read_upload(request: Request, max_bytes: int) -> bytes:
     return data
 
 
+def store_upload(state: AppState, key_id: str, name: str, data: bytes) -> None:
+    """The file and its `uploads` row (its lifetime starts again when the same file is sent
+    again), the row first: retention deletes an upload's file only while it holds an
+    unchanged row (retouch.jobs.retention). A file that could not be stored (a full disk:
+    StorageFull, a 507) takes its new row back. Blocking."""
+    engine = state.keys.engine
+    created_at = record_upload(engine, name=name, key_id=key_id, size=len(data))
+    try:
+        state.storage.put(name, data)
+    except BaseException:
+        if state.storage.stat(name) is None:
+            forget_upload(engine, name=name, created_at=created_at)
+        raise
+
+
 _ACCEPTED_TYPES: Final = ", ".join(CONTENT_TYPES[served] for served in _SERVED.values())
 UPLOAD_OPENAPI: Final[dict[str, Any]] = {
     "requestBody": {
@@ -138,11 +155,12 @@ UPLOAD_OPENAPI: Final[dict[str, Any]] = {
     summary="Upload an image; its signed URL can go in image_urls",
     openapi_extra=UPLOAD_OPENAPI,
     response_model=Upload,
-    responses=error_responses(401, 408, 413, 422),
+    responses=error_responses(401, 408, 413, 422, 507),
 )
 async def upload_file(request: Request, caller: Authenticated) -> Response:
     """Answers `{url, expires_at, content_type, width, height, bytes}`. The URL is signed
-    and expires like an output's; the file stays until the operator removes it."""
+    and expires like an output's; the file is kept for RETOUCH_RETAIN_UPLOADS (24 h; the
+    key's own lifetime if it has one) from its last upload, then deleted."""
     state = caller.state
     settings = state.settings
     data = await read_upload(request, settings.fetch_max_bytes)
@@ -152,7 +170,7 @@ async def upload_file(request: Request, caller: Authenticated) -> Response:
     # same name, so a retried `edit` with an Idempotency-Key repeats its request exactly.
     folder = uuid.uuid5(UPLOAD_NAMESPACE, f"{caller.key_id}:{checked.sha256}")
     name = f"{folder}/upload.{FILE_EXTENSIONS[checked.format]}"
-    await run_in_threadpool(state.storage.put, name, checked.data)
+    await run_in_threadpool(store_upload, state, caller.key_id, name, checked.data)
     url = state.responses.file_url(base_url(request, state), name)
     signed = parse_file_url(url)
     assert signed is not None  # the URL we just built has our shape

@@ -10,18 +10,27 @@ import hmac
 import re
 import secrets
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
 
 from sqlalchemy import ColumnElement, Engine, bindparam, select, update
 
 from retouch.jobs.database import writer
-from retouch.jobs.schema import api_keys
+from retouch.jobs.schema import api_keys, jobs, uploads
 
 KEY_PREFIX = "rtk_"
 _KEY_PATTERN = re.compile(r"^rtk_([0-9a-f]{12})_[A-Za-z0-9_-]{43}$")
 # Built once: authentication runs on every request.
-_FIND_KEY = select(api_keys.c.key_hash, api_keys.c.revoked_at).where(
-    api_keys.c.id == bindparam("key_id")
+_FIND_KEY = select(api_keys).where(api_keys.c.id == bindparam("key_id"))
+
+# Whose file a stored name is: an output's folder is its job's id; an upload has its row.
+_JOB_OWNER = select(api_keys.c.revoked_at).join(jobs, jobs.c.key_id == api_keys.c.id)
+_FILE_OF_JOB = _JOB_OWNER.where(jobs.c.id == bindparam("folder"))
+_UPLOAD_OWNER = (
+    select(api_keys.c.revoked_at)
+    .join(uploads, uploads.c.key_id == api_keys.c.id)
+    .where(uploads.c.name == bindparam("name"))
 )
 
 _FIND_SECRET = select(api_keys.c.webhook_secret).where(api_keys.c.id == bindparam("key_id"))
@@ -48,12 +57,46 @@ def new_key() -> tuple[str, str]:
     return key_id, f"{KEY_PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
 
 
+Role = Literal["user", "admin"]
+ROLES: tuple[Role, ...] = ("user", "admin")
+
+
+@dataclass(frozen=True)
+class KeyLimits:
+    """A key's own limits and lifetimes; None takes the server-wide default (retouch.config)."""
+
+    max_queued: int | None = None
+    max_running: int | None = None
+    submit_rate: str | None = None
+    """In the `limits` library's notation: "60/minute", "1000 per day"."""
+    retain_results_seconds: float | None = None
+    retain_uploads_seconds: float | None = None
+
+
 @dataclass(frozen=True)
 class KeyRecord:
     id: str
     name: str
     created_at: float
     revoked_at: float | None
+    role: Role = "user"
+    limits: KeyLimits = field(default_factory=KeyLimits)
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+    @classmethod
+    def from_row(cls, row: Any) -> KeyRecord:
+        limits = KeyLimits(
+            max_queued=row.max_queued,
+            max_running=row.max_running,
+            submit_rate=row.submit_rate,
+            retain_results_seconds=row.retain_results_seconds,
+            retain_uploads_seconds=row.retain_uploads_seconds,
+        )
+        role: Role = "admin" if row.role == "admin" else "user"
+        return cls(row.id, row.name, row.created_at, row.revoked_at, role, limits)
 
 
 # A verdict on a key is reused this long, so a poll does not read the key table each time;
@@ -67,42 +110,87 @@ class KeyStore:
         self.engine = engine
         # sha256(key) -> (key id or None, monotonic time the verdict expires)
         self._verdicts: dict[str, tuple[str | None, float]] = {}
+        # key id -> (its record, monotonic time it expires): roles and limits, read with the
+        # verdict, so a submit or an admin route reads no key row either.
+        self._records: dict[str, tuple[KeyRecord, float]] = {}
+        # storage folder -> (its owner is revoked, monotonic time it expires)
+        self._file_owners: dict[str, tuple[bool, float]] = {}
 
-    def create(self, name: str) -> tuple[KeyRecord, str]:
+    def create(
+        self, name: str, *, role: Role = "user", limits: KeyLimits | None = None
+    ) -> tuple[KeyRecord, str]:
         key_id, key = new_key()
-        record = KeyRecord(id=key_id, name=name, created_at=time.time(), revoked_at=None)
+        record = KeyRecord(
+            id=key_id,
+            name=name,
+            created_at=time.time(),
+            revoked_at=None,
+            role=role,
+            limits=limits or KeyLimits(),
+        )
         with writer(self.engine).begin() as conn:
             conn.execute(
                 api_keys.insert().values(
-                    id=key_id, name=name, key_hash=hash_key(key), created_at=record.created_at
+                    id=key_id,
+                    name=name,
+                    key_hash=hash_key(key),
+                    created_at=record.created_at,
+                    role=role,
+                    **asdict(record.limits),
                 )
             )
         return record, key
 
+    def edit(self, id_or_name: str, *, role: Role | None = None, **limits: Any) -> list[KeyRecord]:
+        """Change the role or limits (KeyLimits' fields; a value of None restores the server
+        default) of the key with this id, or of every active key with this name. Takes effect
+        within AUTH_CACHE_SECONDS in every process."""
+        unknown = set(limits) - set(KeyLimits.__dataclass_fields__)
+        if unknown:
+            raise TypeError(f"not a key limit: {', '.join(sorted(unknown))}")
+        values = dict(limits) | ({} if role is None else {"role": role})
+        with writer(self.engine).begin() as conn:
+            matched = self._active(conn, id_or_name)
+            if values and matched:
+                conn.execute(update(api_keys).where(api_keys.c.id.in_(matched)).values(**values))
+            rows = conn.execute(select(api_keys).where(api_keys.c.id.in_(matched))).all()
+        return [KeyRecord.from_row(row) for row in rows]
+
+    @staticmethod
+    def _active(conn: Any, id_or_name: str) -> list[str]:
+        """The ids of the active key with this id, or of every active key with this name."""
+        return list(
+            conn.execute(
+                select(api_keys.c.id).where(
+                    (api_keys.c.id == id_or_name) | (api_keys.c.name == id_or_name),
+                    api_keys.c.revoked_at.is_(None),
+                )
+            ).scalars()
+        )
+
     def list_keys(self) -> list[KeyRecord]:
         with self.engine.connect() as conn:
             rows = conn.execute(select(api_keys).order_by(api_keys.c.created_at)).all()
-        return [KeyRecord(r.id, r.name, r.created_at, r.revoked_at) for r in rows]
+        return [KeyRecord.from_row(row) for row in rows]
 
     def count(self) -> int:
         return len(self.list_keys())
 
-    def revoke(self, id_or_name: str) -> list[KeyRecord]:
-        """Revoke the key with this id, or every active key with this name."""
+    def revoke(
+        self, id_or_name: str, *, with_their_work: Callable[[Any, list[str]], None] | None = None
+    ) -> list[KeyRecord]:
+        """Revoke the key with this id, or every active key with this name. `with_their_work`
+        is called with the transaction's connection and the revoked ids, so what ends with
+        the keys (their queued jobs, their webhooks: SqlJobStore.end_work_of_revoked) ends
+        atomically with them. Every API process refuses them within AUTH_CACHE_SECONDS."""
         now = time.time()
         with writer(self.engine).begin() as conn:
-            rows = conn.execute(
-                select(api_keys).where(
-                    (api_keys.c.id == id_or_name) | (api_keys.c.name == id_or_name),
-                    api_keys.c.revoked_at.is_(None),
-                )
-            ).all()
-            conn.execute(
-                update(api_keys)
-                .where(api_keys.c.id.in_([r.id for r in rows]))
-                .values(revoked_at=now)
-            )
-        return [KeyRecord(r.id, r.name, r.created_at, now) for r in rows]
+            matched = self._active(conn, id_or_name)
+            conn.execute(update(api_keys).where(api_keys.c.id.in_(matched)).values(revoked_at=now))
+            if with_their_work is not None:
+                with_their_work(conn, matched)
+            rows = conn.execute(select(api_keys).where(api_keys.c.id.in_(matched))).all()
+        return [KeyRecord.from_row(row) for row in rows]
 
     def webhook_secret(self, key_id: str) -> str:
         """The secret that signs this key's webhooks, made on first use. KeyError: no such key."""
@@ -139,6 +227,47 @@ class KeyStore:
             return True, cached[0]
         return False, None
 
+    def record(self, key_id: str) -> KeyRecord | None:
+        """The key's record (role, limits), at most AUTH_CACHE_SECONDS old; None when there
+        is no such key. Blocking when not cached (a database read)."""
+        cached = self._records.get(key_id)
+        now = time.monotonic()
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        with self.engine.connect() as conn:
+            row = conn.execute(_FIND_KEY, {"key_id": key_id}).one_or_none()
+        return None if row is None else self._remember(KeyRecord.from_row(row), now)
+
+    def cached_record(self, key_id: str) -> KeyRecord | None:
+        """The key's record when a fresh one is cached (authenticate caches it), else None."""
+        cached = self._records.get(key_id)
+        return cached[0] if cached is not None and cached[1] > time.monotonic() else None
+
+    def _remember(self, record: KeyRecord, now: float) -> KeyRecord:
+        if len(self._records) >= AUTH_CACHE_ENTRIES:
+            self._records.clear()
+        self._records[record.id] = (record, now + AUTH_CACHE_SECONDS)
+        return record
+
+    def owner_revoked(self, name: str) -> bool:
+        """Whether the stored file `name` belongs to a revoked key (its signed URLs then
+        answer 403). Cached per folder like verdicts, so a revocation reaches every process
+        within AUTH_CACHE_SECONDS. Blocking on a cache miss."""
+        folder = name.partition("/")[0]
+        now = time.monotonic()
+        cached = self._file_owners.get(folder)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        with self.engine.connect() as conn:
+            found = conn.execute(_FILE_OF_JOB, {"folder": folder}).first()
+            if found is None:
+                found = conn.execute(_UPLOAD_OWNER, {"name": name}).first()
+        revoked = found is not None and found.revoked_at is not None
+        if len(self._file_owners) >= AUTH_CACHE_ENTRIES:
+            self._file_owners.clear()
+        self._file_owners[folder] = (revoked, now + AUTH_CACHE_SECONDS)
+        return revoked
+
     def authenticate(self, key: str) -> str | None:
         """The key's id when the key is valid and not revoked, else None. Blocking on a cache
         miss (a database read)."""
@@ -161,4 +290,7 @@ class KeyStore:
             row = conn.execute(_FIND_KEY, {"key_id": match.group(1)}).one_or_none()
         if row is None or row.revoked_at is not None:
             return None
-        return match.group(1) if hmac.compare_digest(row.key_hash, digest) else None
+        if not hmac.compare_digest(row.key_hash, digest):
+            return None
+        self._remember(KeyRecord.from_row(row), time.monotonic())
+        return str(row.id)

@@ -280,6 +280,42 @@ class RequestList(Body):
     next_cursor: str | None = None
 
 
+class AdminRequest(RequestSummary):
+    """One request of any key, as the admin queue view lists it."""
+
+    key_id: str
+    queue_position: int | None = Field(
+        None, description="Queued jobs that run before this one in the fair order"
+    )
+    worker_id: str | None = None
+    error_code: str | None = None
+
+
+class KeyActivity(Body):
+    """One key in the admin view: its role, its jobs by state, and what it keeps on storage."""
+
+    key_id: str
+    name: str | None = None
+    role: Literal["user", "admin"] | None = None
+    revoked: bool = False
+    queued: int = 0
+    running: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    output_bytes: int = Field(0, description="Bytes of its outputs not yet expired")
+    upload_bytes: int = Field(0, description="Bytes of its uploads")
+
+
+class AdminRequestList(Body):
+    """GET /v1/admin/requests: every key's requests (filtered), newest first, and per-key
+    counts over all of them."""
+
+    requests: list[AdminRequest] = Field(default_factory=list)
+    next_cursor: str | None = None
+    keys: list[KeyActivity] = Field(default_factory=list)
+
+
 # --- the rest of the API ----------------------------------------------------------------------
 
 

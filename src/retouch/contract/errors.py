@@ -25,6 +25,7 @@ RATE_LIMITED: Final = 429001
 HEADERS_TOO_LARGE: Final = 431001
 INTERNAL: Final = 500001
 OVERLOADED: Final = 503001
+STORAGE_FULL: Final = 507001
 
 
 class FieldProblem(BaseModel):

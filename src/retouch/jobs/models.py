@@ -38,6 +38,13 @@ class Job:
     """The base of the absolute URLs handed out for this job (its submit's, or the public one)."""
     replayed: bool = False
     """Set by `submit` when an Idempotency-Key matched: this is the original job, not a new one."""
+    queue_round: int = 0
+    """Its place in the fair order of the queue (see schema.jobs.queue_round)."""
+    stored_bytes: int | None = None
+    worker_id: str | None = None
+    """The worker running it (or that last ran it)."""
+    expired_at: float | None = None
+    """When retention deleted its files and payloads; its status then says it expired."""
 
     @classmethod
     def from_row(cls, row: Any) -> Job:
@@ -60,6 +67,10 @@ class Job:
             queue_position=getattr(row, "queue_position", None),
             webhook_url=row.webhook_url,
             base_url=row.base_url,
+            queue_round=row.queue_round,
+            stored_bytes=row.stored_bytes,
+            expired_at=row.expired_at,
+            worker_id=row.worker_id,
         )
 
 
@@ -73,6 +84,14 @@ class Claim:
 
 class QueueFull(Exception):
     """More jobs are queued than the server accepts; the client should retry later."""
+
+
+class KeyQueueFull(Exception):
+    """The key already has as many jobs queued as it may; it should wait for some to start."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the key already has {limit} jobs queued")
+        self.limit = limit
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ def open_store(
     *,
     max_attempts: int,
     webhook_retry_seconds: float,
+    default_max_running: int | None = None,
     statement_timeout_seconds: float = POSTGRES_STATEMENT_TIMEOUT_SECONDS,
     pool: PostgresPool = DEFAULT_POOL,
 ) -> SqlJobStore:
@@ -30,5 +31,8 @@ def open_store(
         engine.dispose()
         raise
     return SqlJobStore(
-        engine, max_attempts=max_attempts, webhook_retry_seconds=webhook_retry_seconds
+        engine,
+        max_attempts=max_attempts,
+        webhook_retry_seconds=webhook_retry_seconds,
+        default_max_running=default_max_running,
     )

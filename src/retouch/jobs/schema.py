@@ -32,12 +32,22 @@ api_keys = Table(
     # Signs this key's webhooks (Standard Webhooks "whsec_…"); made on first use. Kept in the
     # clear because signing needs it, as every webhook sender does.
     Column("webhook_secret", String(100), nullable=True),
+    # "user" or "admin" (admins see every key's jobs and the workers, and cancel any job).
+    Column("role", String(16), nullable=False, server_default="user"),
+    # Per-key limits and lifetimes; NULL takes the server-wide default (retouch.config).
+    Column("max_queued", Integer, nullable=True),
+    Column("max_running", Integer, nullable=True),
+    # A rate in the `limits` library's notation ("60/minute", "1000 per day").
+    Column("submit_rate", String(100), nullable=True),
+    Column("retain_results_seconds", Float, nullable=True),
+    Column("retain_uploads_seconds", Float, nullable=True),
 )
 
 jobs = Table(
     "jobs",
     metadata,
-    # seq orders the queue (FIFO); id is the public request id.
+    # seq is the submit order; id is the public request id. Jobs are claimed in the order
+    # (queue_round, seq): see queue_round.
     Column("seq", SEQUENCE_TYPE, primary_key=True, autoincrement=True),
     Column("id", String(36), nullable=False, unique=True),
     Column("key_id", String(32), nullable=False),
@@ -61,18 +71,32 @@ jobs = Table(
     Column("base_url", String(500), nullable=True),
     # SQLite: the change counter's value at the job's last change (retouch.jobs.changes).
     Column("change_seq", BigInteger, nullable=True),
-    Index("ix_jobs_state_seq", "state", "seq"),
+    # Fair queueing across keys (round robin): a job's round is one past its key's newest
+    # queued job's, and never before the head of the queue, so each key has at most one job
+    # in each round from the head on, and a key's backlog cannot starve another key. See
+    # retouch.jobs.sql_store.SqlJobStore.submit.
+    Column("queue_round", BigInteger, nullable=False, server_default="0"),
+    # The bytes of the job's output files (set when it succeeds), for disk usage per key.
+    Column("stored_bytes", BigInteger, nullable=True),
+    # When retention deleted the job's files and payloads (its row stays, so it can say so).
+    Column("expired_at", Float, nullable=True),
+    Index("ix_jobs_state_round", "state", "queue_round", "seq"),
     Index("ix_jobs_change_seq", "change_seq"),
     Index("ix_jobs_key_seq", "key_id", "seq"),
+    # A key's queued and running jobs: its limits and the round of its next job.
+    Index("ix_jobs_key_state_round", "key_id", "state", "queue_round"),
+    # Retention finds finished jobs by age.
+    Index("ix_jobs_finished_at", "finished_at"),
 )
 
-# How many jobs are queued in each range of seqs, at two sizes: level 0 counts per
-# QUEUE_BUCKET_SIZES[0] seqs, level 1 per QUEUE_BUCKET_SIZES[1] (bucket = seq // size). A
-# queue position is then a sum over one level-1 row per 4096 seqs ahead and fewer than 64
-# level-0 rows, plus a count of fewer than 64 index entries, never a count of the whole queue
-# ahead. Kept exact by triggers on jobs (migration 0006), so no write can miss it; only
-# buckets holding a queued job have a row. The sizes are fixed by those triggers: changing
-# them takes a migration that rebuilds the triggers and this table.
+# How many jobs are queued in each range of rounds, at two sizes: level 0 counts per
+# QUEUE_BUCKET_SIZES[0] rounds, level 1 per QUEUE_BUCKET_SIZES[1] (bucket = queue_round //
+# size). A queue position is then a sum over one level-1 row per 4096 rounds ahead and fewer
+# than 64 level-0 rows, plus a count of the index entries of fewer than 64 rounds (one job
+# per key with jobs queued there), never a count of the whole queue ahead. Kept exact by
+# triggers on jobs (migrations 0006, 0007), so no write can miss it; only buckets holding a
+# queued job have a row. The sizes are fixed by those triggers: changing them takes a
+# migration that rebuilds the triggers and this table.
 QUEUE_BUCKET_SIZES = (64, 4096)
 queue_buckets = Table(
     "queue_buckets",
@@ -145,6 +169,38 @@ workers = Table(
     Column("started_at", Float, nullable=False),
     Column("last_seen", Float, nullable=False),
     Column("info", Text, nullable=False),
+)
+
+# Files uploaded with POST /v1/files, by key: retention deletes them, revocation disowns them,
+# the admin view sums them.
+uploads = Table(
+    "uploads",
+    metadata,
+    Column("name", String(300), primary_key=True),
+    Column("key_id", String(32), nullable=False),
+    Column("bytes", BigInteger, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Index("ix_uploads_created_at", "created_at"),
+    Index("ix_uploads_key_id", "key_id"),
+)
+
+# The `limits` library's counters (retouch.jobs.rate_limits): one row per key and window.
+rate_limits = Table(
+    "rate_limits",
+    metadata,
+    Column("name", String(300), primary_key=True),
+    Column("count", Integer, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Index("ix_rate_limits_expires_at", "expires_at"),
+)
+
+# A named lease one process of a deployment holds at a time (the retention sweeper's).
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("holder", String(200), nullable=False),
+    Column("expires_at", Float, nullable=False),
 )
 
 # Secrets every process of a deployment shares, made once by whichever starts first: the

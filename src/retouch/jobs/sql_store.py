@@ -43,6 +43,7 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -60,6 +61,7 @@ from retouch.jobs.models import (
     Idempotency,
     IdempotencyConflict,
     Job,
+    KeyQueueFull,
     LogLine,
     QueueFull,
     RequestPage,
@@ -67,6 +69,7 @@ from retouch.jobs.models import (
 )
 from retouch.jobs.schema import (
     QUEUE_BUCKET_SIZES,
+    api_keys,
     idempotency_keys,
     job_logs,
     jobs,
@@ -94,13 +97,15 @@ def _constant(value: int) -> ColumnElement[int]:
 
 _AHEAD = jobs.alias("ahead")
 _FINE, _COARSE = QUEUE_BUCKET_SIZES
-_FINE_BUCKET = jobs.c.seq // _constant(_FINE)
-_COARSE_BUCKET = jobs.c.seq // _constant(_COARSE)
+_FINE_BUCKET = jobs.c.queue_round // _constant(_FINE)
+_COARSE_BUCKET = jobs.c.queue_round // _constant(_COARSE)
+# The queue's order: fair across keys (see SqlJobStore.submit), then by age.
+_QUEUE_ORDER = (jobs.c.queue_round, jobs.c.seq)
 # The jobs queued ahead in the coarse buckets below this job's, in the fine buckets below its
-# own within its coarse one, and in its fine bucket: a few rows and fewer than 64 index
-# entries, however long the queue ahead (see schema.queue_buckets). In the same statement as
-# the job itself, so one snapshot: exact. Only for a queued job (CASE evaluates nothing
-# otherwise).
+# own within its coarse one, and in the rounds of its fine bucket up to its own place: a few
+# rows and the index entries of fewer than 64 rounds (one per key with jobs there), however
+# long the queue ahead (see schema.queue_buckets). In the same statement as the job itself,
+# so one snapshot: exact. Only for a queued job (CASE evaluates nothing otherwise).
 _QUEUE_POSITION = case(
     (
         jobs.c.state == JobState.QUEUED,
@@ -114,13 +119,73 @@ _QUEUE_POSITION = case(
         .select_from(_AHEAD)
         .where(
             _AHEAD.c.state == JobState.QUEUED,
-            _AHEAD.c.seq >= _FINE_BUCKET * _constant(_FINE),
-            _AHEAD.c.seq < jobs.c.seq,
+            _AHEAD.c.queue_round >= _FINE_BUCKET * _constant(_FINE),
+            tuple_(_AHEAD.c.queue_round, _AHEAD.c.seq) < tuple_(*_QUEUE_ORDER),
         )
         .scalar_subquery(),
     ),
     else_=None,
 ).label("queue_position")
+
+
+def _greater(first: ColumnElement[int], second: ColumnElement[int]) -> ColumnElement[int]:
+    """The greater of two integers, in SQL both dialects run (SQLite's max(a, b) is
+    PostgreSQL's greatest(a, b))."""
+    return case((first > second, first), else_=second)
+
+
+# Bound: `of_key` (not `key_id`: an insert binds its column by that name).
+_KEY_QUEUED = and_(jobs.c.key_id == bindparam("of_key"), jobs.c.state == JobState.QUEUED)
+# A new job's round: one past its key's newest queued job's, so each key has one job per
+# round (round robin); and never before the head of the queue (the running jobs' rounds when
+# none waits), so a key that comes back after a pause joins at the head instead of jumping
+# ahead of the jobs it would have followed, and a key's long backlog pushes back only its
+# own later jobs. The newest of a key and the head are each the first entry of an index.
+_KEY_NEXT_ROUND = (
+    select(jobs.c.queue_round + 1)
+    .where(_KEY_QUEUED)
+    .order_by(jobs.c.queue_round.desc())
+    .limit(1)
+    .scalar_subquery()
+)
+_HEAD_ROUND = (
+    select(jobs.c.queue_round)
+    .where(jobs.c.state == JobState.QUEUED)
+    .order_by(*_QUEUE_ORDER)
+    .limit(1)
+    .scalar_subquery()
+)
+_LAST_RUNNING_ROUND = (
+    select(jobs.c.queue_round)
+    .where(jobs.c.state == JobState.RUNNING)
+    .order_by(jobs.c.queue_round.desc())
+    .limit(1)
+    .scalar_subquery()
+)
+_NEW_ROUND = _greater(
+    func.coalesce(_KEY_NEXT_ROUND, 0), func.coalesce(_HEAD_ROUND, _LAST_RUNNING_ROUND, 0)
+)
+# How many jobs of a queued job's key may run at once: its own limit, else the bound
+# `default_max_running` (NULL: no limit). Its running jobs are counted only when there is one.
+_KEY_OF_JOB = api_keys.alias("key_of_job")
+_RUNNING_OF_KEY = jobs.alias("running_of_key")
+_MAX_RUNNING = func.coalesce(
+    select(_KEY_OF_JOB.c.max_running).where(_KEY_OF_JOB.c.id == jobs.c.key_id).scalar_subquery(),
+    bindparam("default_max_running", type_=Integer()),
+)
+_MAY_RUN_MORE = case(
+    (_MAX_RUNNING.is_(None), True),
+    else_=select(func.count())
+    .select_from(_RUNNING_OF_KEY)
+    .where(
+        _RUNNING_OF_KEY.c.key_id == jobs.c.key_id,
+        _RUNNING_OF_KEY.c.state == JobState.RUNNING,
+    )
+    .scalar_subquery()
+    < _MAX_RUNNING,
+)
+# The key's queued jobs, for its own cap: at most that many index entries.
+_KEY_QUEUED_COUNT = select(func.count()).select_from(jobs).where(_KEY_QUEUED)
 # Every queued job, for the queue cap: one row per coarse bucket.
 _QUEUED_COUNT = _queued_in_buckets(1)
 # PostgreSQL: held by a submit from its count of the queue to its commit. Any fixed 64-bit
@@ -131,7 +196,7 @@ _LOCK_QUEUE_CAP = select(func.pg_advisory_xact_lock(_QUEUE_CAP_LOCK_ID))
 _WITHOUT_INPUT = [c for c in jobs.c if c.name != "input"]
 # Built once: a status poll (or a submit, under SQLite's write lock) then skips statement
 # construction, its largest cost.
-_INSERT_JOB = jobs.insert()
+_INSERT_JOB = jobs.insert().values(queue_round=_NEW_ROUND)
 _JOB_BY_ID = select(jobs).where(jobs.c.id == bindparam("job_id"))
 _GET_JOB = select(*_WITHOUT_INPUT, _QUEUE_POSITION).where(
     jobs.c.id == bindparam("job_id"), jobs.c.key_id == bindparam("key_id")
@@ -192,6 +257,18 @@ def _started_log(claimed: FromClause, *where: ColumnElement[bool]) -> Insert:
 
 _SQLITE_STARTED_LOG = _started_log(jobs, jobs.c.seq == bindparam("claimed_seq"))
 
+
+def _owned(job_id: str, key_id: str) -> ColumnElement[bool]:
+    return and_(jobs.c.id == job_id, jobs.c.key_id == key_id)
+
+
+# What a cancel sets (with finished_at).
+_CANCELLED: dict[str, Any] = {
+    "state": JobState.CANCELLED,
+    "lease_token": None,
+    "lease_expires_at": None,
+}
+
 # The columns a submit sets, bound by name.
 _SUBMITTED = [
     "id",
@@ -210,9 +287,12 @@ _SUBMITTED = [
 _PG_SUBMIT = (
     jobs.insert()
     .from_select(
-        _SUBMITTED,
-        select(*(bindparam(name, type_=jobs.c[name].type) for name in _SUBMITTED)).where(
-            _QUEUED_COUNT.scalar_subquery() < bindparam("max_queued")
+        [*_SUBMITTED, "queue_round"],
+        select(
+            *(bindparam(name, type_=jobs.c[name].type) for name in _SUBMITTED), _NEW_ROUND
+        ).where(
+            _QUEUED_COUNT.scalar_subquery() < bindparam("max_queued"),
+            _KEY_QUEUED_COUNT.scalar_subquery() < bindparam("key_max_queued"),
         ),
     )
     .returning(*jobs.c, _notification(jobs))
@@ -236,6 +316,8 @@ def _deliveries_for(ended: FromClause, *where: ColumnElement[bool]) -> Insert:
         *where,
         ended.c.webhook_url.is_not(None),
         ~exists().where(webhook_deliveries.c.job_id == ended.c.id),
+        # A revoked key's results go nowhere (its URLs answer 403 anyway).
+        ~exists().where(api_keys.c.id == ended.c.key_id, api_keys.c.revoked_at.is_not(None)),
     )
     return webhook_deliveries.insert().from_select(
         [
@@ -271,9 +353,16 @@ class _HeldWrite:
 
 class SqlJobStore:
     def __init__(
-        self, engine: Engine, *, max_attempts: int = 3, webhook_retry_seconds: float = 86400.0
+        self,
+        engine: Engine,
+        *,
+        max_attempts: int = 3,
+        webhook_retry_seconds: float = 86400.0,
+        default_max_running: int | None = None,
     ) -> None:
         self.engine = engine
+        # How many jobs of one key run at once where the key sets no limit (None: any number).
+        self.default_max_running = default_max_running
         self.local_reads = engine.dialect.name == "sqlite"
         self._writer = writer(engine)
         self.max_attempts = max_attempts
@@ -310,7 +399,11 @@ class SqlJobStore:
             progress_step=bindparam("step"), progress_total=bindparam("total")
         )
         self._complete = self._held_write(
-            ends=True, state=JobState.SUCCEEDED, result=bindparam("result_json"), **ended
+            ends=True,
+            state=JobState.SUCCEEDED,
+            result=bindparam("result_json"),
+            stored_bytes=bindparam("stored_bytes", type_=Integer()),
+            **ended,
         )
         self._fail = self._held_write(
             ends=True,
@@ -336,11 +429,21 @@ class SqlJobStore:
 
     @classmethod
     def open_sqlite(
-        cls, path: Path, *, max_attempts: int = 3, webhook_retry_seconds: float = 86400.0
+        cls,
+        path: Path,
+        *,
+        max_attempts: int = 3,
+        webhook_retry_seconds: float = 86400.0,
+        default_max_running: int | None = None,
     ) -> SqlJobStore:
         engine = open_sqlite(path)
         migrate(engine)
-        return cls(engine, max_attempts=max_attempts, webhook_retry_seconds=webhook_retry_seconds)
+        return cls(
+            engine,
+            max_attempts=max_attempts,
+            webhook_retry_seconds=webhook_retry_seconds,
+            default_max_running=default_max_running,
+        )
 
     # --- API side -------------------------------------------------------------------
 
@@ -351,10 +454,12 @@ class SqlJobStore:
         endpoint: str,
         input: dict[str, Any],
         max_queued: int,
+        key_max_queued: int | None = None,
         webhook_url: str | None = None,
         base_url: str | None = None,
         idempotency: Idempotency | None = None,
     ) -> Job:
+        """The new job's queue_round makes the queue fair across keys: see _NEW_ROUND."""
         job_id = str(uuid.uuid4())
         now = time.time()
         # Built before the transaction: on SQLite every writer of the process waits while
@@ -370,6 +475,8 @@ class SqlJobStore:
             "webhook_url": webhook_url,
             "base_url": base_url,
         }
+        # No cap of the key's own: one no count can reach (PostgreSQL's single statement).
+        key_cap = max_queued if key_max_queued is None else key_max_queued
         with self._writer.begin() as conn:
             if idempotency is not None:
                 original = self._idempotent_original(conn, key_id, idempotency, job_id, now)
@@ -381,13 +488,18 @@ class SqlJobStore:
                 # same). They queued on the newest bucket's row anyway, which every insert
                 # updates; taking turns here instead measured no slower.
                 conn.execute(_LOCK_QUEUE_CAP)
-                row = conn.execute(_PG_SUBMIT, {**new_job, "max_queued": max_queued}).first()
+                caps = {"max_queued": max_queued, "key_max_queued": key_cap}
+                row = conn.execute(_PG_SUBMIT, {**new_job, **caps, "of_key": key_id}).first()
                 if row is not None:
                     return Job.from_row(row)
             queued = conn.execute(_QUEUED_COUNT).scalar_one()
             if queued >= max_queued:
                 raise QueueFull(f"{queued} jobs are already queued")
-            conn.execute(_INSERT_JOB, new_job)
+            if key_max_queued is not None:
+                of_key = conn.execute(_KEY_QUEUED_COUNT, {"of_key": key_id}).scalar_one()
+                if of_key >= key_max_queued:
+                    raise KeyQueueFull(key_max_queued)
+            conn.execute(_INSERT_JOB, {**new_job, "of_key": key_id})
             self._notify(conn, [job_id])
             row = conn.execute(_JOB_BY_ID, {"job_id": job_id}).one()
         return Job.from_row(row)
@@ -442,8 +554,19 @@ class SqlJobStore:
             row = conn.execute(_GET_JOB, {"job_id": job_id, "key_id": key_id}).one_or_none()
         return Job.from_row(row) if row else None
 
-    def list_jobs(self, *, key_id: str, limit: int, before: int | None = None) -> RequestPage:
-        query = select(*_WITHOUT_INPUT).where(jobs.c.key_id == key_id)
+    def list_jobs(
+        self,
+        *,
+        key_id: str | None,
+        limit: int,
+        before: int | None = None,
+        state: JobState | None = None,
+    ) -> RequestPage:
+        query = select(*_WITHOUT_INPUT)
+        if key_id is not None:
+            query = query.where(jobs.c.key_id == key_id)
+        if state is not None:
+            query = query.where(jobs.c.state == state)
         if before is not None:
             query = query.where(jobs.c.seq < before)
         with self._reader.connect() as conn:
@@ -452,35 +575,73 @@ class SqlJobStore:
         more = len(rows) > limit
         return RequestPage(jobs=page, next_cursor=page[-1].seq if more else None)
 
+    def jobs_per_key(self) -> dict[str, dict[JobState, int]]:
+        """How many jobs each key has in each state (by the key's index, not the rows)."""
+        counts: dict[str, dict[JobState, int]] = {}
+        with self._reader.connect() as conn:
+            rows = conn.execute(
+                select(jobs.c.key_id, jobs.c.state, func.count()).group_by(
+                    jobs.c.key_id, jobs.c.state
+                )
+            ).all()
+        for key_id, state, count in rows:
+            counts.setdefault(key_id, {})[JobState(state)] = count
+        return counts
+
     def cancel(
-        self, job_id: str, *, key_id: str, running_too: bool = False
+        self, job_id: str, *, key_id: str, running_too: bool = False, any_key: bool = False
     ) -> tuple[Job, bool] | None:
         cancellable = [JobState.QUEUED, JobState.RUNNING] if running_too else [JobState.QUEUED]
+        mine = jobs.c.id == job_id if any_key else _owned(job_id, key_id)
         with self._writer.begin() as conn:
             cancelled = conn.execute(
                 update(jobs)
-                .where(
-                    jobs.c.id == job_id,
-                    jobs.c.key_id == key_id,
-                    jobs.c.state.in_(cancellable),
-                )
-                .values(
-                    state=JobState.CANCELLED,
-                    finished_at=time.time(),
-                    lease_token=None,
-                    lease_expires_at=None,
-                )
+                .where(mine, jobs.c.state.in_(cancellable))
+                .values(**_CANCELLED, finished_at=time.time())
             ).rowcount
-            row = conn.execute(
-                select(jobs).where(jobs.c.id == job_id, jobs.c.key_id == key_id)
-            ).one_or_none()
-            if cancelled:
-                self._log(conn, job_id, "info", "cancelled at the client's request")
+            row = conn.execute(select(jobs).where(mine)).one_or_none()
+            if cancelled and row is not None:
+                who = "the client's" if row.key_id == key_id else "an admin's"
+                self._log(conn, job_id, "info", f"cancelled at {who} request")
                 self._enqueue_webhooks(conn, [job_id])
                 self._notify(conn, [job_id])
         if row is None:
             return None
         return Job.from_row(row), cancelled == 1
+
+    def end_work_of_revoked(self, conn: Any, key_ids: list[str], *, running_too: bool) -> None:
+        """In the transaction that revokes these keys (auth.keys.KeyStore.revoke): cancel
+        their queued jobs (and with running_too, their running ones: the workers stop at the
+        next step and can store nothing), each with a log line saying why, and give up their
+        pending webhooks. No webhook is written for a revoked key's job from now on (see
+        _deliveries_for)."""
+        if not key_ids:
+            return
+        ending = [JobState.QUEUED, JobState.RUNNING] if running_too else [JobState.QUEUED]
+        ended = and_(jobs.c.key_id.in_(key_ids), jobs.c.state.in_(ending))
+        job_ids = list(conn.execute(select(jobs.c.id).where(ended)).scalars())
+        now = time.time()
+        if job_ids:
+            conn.execute(
+                update(jobs)
+                .where(jobs.c.id.in_(job_ids), jobs.c.state.in_(ending))
+                .values(
+                    **_CANCELLED,
+                    finished_at=now,
+                    error_message="cancelled: the API key that submitted it was revoked",
+                )
+            )
+            for job_id in job_ids:
+                self._log(conn, job_id, "warning", "cancelled: its API key was revoked")
+            self._notify(conn, job_ids)
+        conn.execute(
+            update(webhook_deliveries)
+            .where(
+                webhook_deliveries.c.key_id.in_(key_ids),
+                webhook_deliveries.c.state == "pending",
+            )
+            .values(state="failed", finished_at=now, lease_expires_at=None)
+        )
 
     # --- worker side ----------------------------------------------------------------
 
@@ -523,13 +684,13 @@ class SqlJobStore:
         """The claim of the oldest queued job (of the bound `endpoints`), returning its row
         as it is now: running, under the bound `token`. PostgreSQL: with its log line and
         its notification, in one statement."""
-        queued = select(jobs.c.seq).where(jobs.c.state == JobState.QUEUED)
+        queued = select(jobs.c.seq).where(jobs.c.state == JobState.QUEUED, _MAY_RUN_MORE)
         if by_endpoint:
             queued = queued.where(jobs.c.endpoint.in_(bindparam("endpoints", expanding=True)))
         # SQLite: the write lock is held from BEGIN IMMEDIATE, so no other claimer sees this
         # row as queued. PostgreSQL: the row is locked, and other claimers skip it and take
         # the next one instead of waiting.
-        oldest = queued.order_by(jobs.c.seq).limit(1).with_for_update(skip_locked=True)
+        oldest = queued.order_by(*_QUEUE_ORDER).limit(1).with_for_update(skip_locked=True)
         take = (
             update(jobs)
             .where(jobs.c.seq == oldest.scalar_subquery())
@@ -562,6 +723,7 @@ class SqlJobStore:
             "clock": now,
             "claimed_at": now,
             "endpoints": None if endpoints is None else list(endpoints),
+            "default_max_running": self.default_max_running,
         }
         statement = self._claim_any if endpoints is None else self._claim_by_endpoint
         if self._postgres:
@@ -691,8 +853,13 @@ class SqlJobStore:
 
     def complete(self, claim: Claim, *, result: dict[str, Any]) -> bool:
         result_json = json.dumps(result, separators=(",", ":"))
+        stored = sum(int(output.get("bytes", 0)) for output in result.get("outputs", []))
         return self._update_held(
-            claim, self._complete, result_json=result_json, ended_at=time.time()
+            claim,
+            self._complete,
+            result_json=result_json,
+            stored_bytes=stored,
+            ended_at=time.time(),
         )
 
     def fail(self, claim: Claim, *, code: str, message: str) -> bool:

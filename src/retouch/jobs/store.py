@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from retouch.contract.states import JobState
 from retouch.jobs.models import (
     Claim,
     Delivery,
@@ -59,17 +60,32 @@ class RequestStore(Protocol):
         endpoint: str,
         input: dict[str, Any],
         max_queued: int,
+        key_max_queued: int | None = None,
         webhook_url: str | None = None,
         base_url: str | None = None,
         idempotency: Idempotency | None = None,
     ) -> Job:
-        """Store a new queued job; raises QueueFull when max_queued jobs already wait. With an
+        """Store a new queued job; raises QueueFull when max_queued jobs already wait, and
+        KeyQueueFull when key_max_queued of this key's do. Jobs are claimed fairly across
+        keys (round robin), then oldest first. With an
         idempotency key seen in the last 24 h: the original job (replayed=True) when the
         request hash matches, IdempotencyConflict when it does not."""
         ...
 
-    def list_jobs(self, *, key_id: str, limit: int, before: int | None = None) -> RequestPage:
-        """A key's jobs, newest first, older than the `before` cursor (a job's seq)."""
+    def list_jobs(
+        self,
+        *,
+        key_id: str | None,
+        limit: int,
+        before: int | None = None,
+        state: JobState | None = None,
+    ) -> RequestPage:
+        """A key's jobs (every key's with None: the admin view), newest first, older than the
+        `before` cursor (a job's seq), in `state` if given."""
+        ...
+
+    def jobs_per_key(self) -> dict[str, dict[JobState, int]]:
+        """How many jobs each key has in each state (the admin view)."""
         ...
 
     def get(self, job_id: str, *, key_id: str) -> Job | None:
@@ -78,11 +94,17 @@ class RequestStore(Protocol):
         ...
 
     def cancel(
-        self, job_id: str, *, key_id: str, running_too: bool = False
+        self, job_id: str, *, key_id: str, running_too: bool = False, any_key: bool = False
     ) -> tuple[Job, bool] | None:
         """Cancel a queued job (and with running_too, a running one: its lease is revoked, so
         its worker stops and can store nothing) atomically. Returns (job as it is now,
-        whether this call cancelled it), or None when there is no such job for this key."""
+        whether this call cancelled it), or None when there is no such job for this key (for
+        any key with any_key: an admin's cancel)."""
+        ...
+
+    def end_work_of_revoked(self, conn: Any, key_ids: list[str], *, running_too: bool) -> None:
+        """In the transaction (`conn`) that revokes these keys: cancel their queued jobs (and
+        running ones with running_too) and give up their pending webhooks."""
         ...
 
     def logs(self, job_id: str) -> list[LogLine]: ...
@@ -103,11 +125,13 @@ class ClaimStore(Protocol):
         reap: bool = True,
         given_up: Callable[[tuple[str, ...]], None] | None = None,
     ) -> Claim | None:
-        """Take the oldest queued job (of these endpoints), if any. Unless reap=False, reap
-        expired leases first, at most about once a second while jobs are there to take (a
-        busy claimer does not pay a reap per job), and always before answering None (a lost
-        job is never left waiting while a worker idles). `given_up` is called with the jobs a
-        reap failed (worker_lost): a worker removes the files their attempts stored."""
+        """Take the next queued job (of these endpoints) in the fair order (round robin over
+        keys, then oldest first), skipping keys that run as many jobs as they may, if any.
+        Unless reap=False, reap expired leases first, at most about once a second while jobs
+        are there to take (a busy claimer does not pay a reap per job), and always before
+        answering None (a lost job is never left waiting while a worker idles). `given_up`
+        is called with the jobs a reap failed (worker_lost): a worker removes the files their
+        attempts stored."""
         ...
 
     def is_held(self, claim: Claim) -> bool:

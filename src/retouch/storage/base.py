@@ -4,7 +4,9 @@ name that fails the check is refused with ValueError by every operation."""
 
 from __future__ import annotations
 
+import errno
 import re
+import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final, Protocol
@@ -14,6 +16,35 @@ _REQUEST_PATTERN: Final = re.compile(r"^[0-9a-f-]{36}$")
 # What a stream hands over at a time: small enough that serving a large file holds little of
 # it in memory.
 CHUNK_BYTES: Final = 256 * 1024
+
+
+# A full disk or an exhausted quota: the operating system's, SQLite's ("database or disk is
+# full") and PostgreSQL's (disk_full, out_of_memory is not this).
+_FULL_ERRNOS: Final = frozenset({errno.ENOSPC, errno.EDQUOT})
+_POSTGRES_DISK_FULL: Final = "53100"
+
+
+class StorageFull(OSError):
+    """The disk (or quota) that holds files or the job database is full: nothing was kept
+    of the write that failed. The API answers 507001; a job fails with `storage_full`."""
+
+    def __init__(self, what: str, cause: BaseException | None = None) -> None:
+        super().__init__(errno.ENOSPC, f"no space left for {what}")
+        self.what = what
+        self.__cause__ = cause
+
+
+def is_storage_full(error: BaseException) -> bool:
+    """Whether `error` (or the driver error a SQLAlchemy error wraps) says the disk is full."""
+    if isinstance(error, StorageFull):
+        return True
+    if isinstance(error, OSError) and error.errno in _FULL_ERRNOS:
+        return True
+    orig = getattr(error, "orig", None)
+    if isinstance(orig, sqlite3.Error):
+        code = getattr(orig, "sqlite_errorcode", None)
+        return code is not None and code & 0xFF == sqlite3.SQLITE_FULL
+    return orig is not None and getattr(orig, "sqlstate", None) == _POSTGRES_DISK_FULL
 
 
 def is_valid_name(name: str) -> bool:
@@ -44,7 +75,9 @@ class FileStat:
 class Storage(Protocol):
     """A store of named files. Writes are atomic: a reader sees the whole file or none."""
 
-    def put(self, name: str, data: bytes) -> None: ...
+    def put(self, name: str, data: bytes) -> None:
+        """Store the whole file, or nothing: StorageFull when there is no room for it."""
+        ...
 
     def read(self, name: str) -> bytes:
         """The whole file; FileNotFoundError when there is none."""

@@ -10,7 +10,14 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from retouch.storage.base import CHUNK_BYTES, FileStat, checked_name, checked_request
+from retouch.storage.base import (
+    CHUNK_BYTES,
+    FileStat,
+    StorageFull,
+    checked_name,
+    checked_request,
+    is_storage_full,
+)
 
 
 class LocalStorage:
@@ -24,6 +31,14 @@ class LocalStorage:
         return self.root / checked_name(name)
 
     def put(self, name: str, data: bytes) -> None:
+        try:
+            self._put(name, data)
+        except OSError as error:
+            if is_storage_full(error):
+                raise StorageFull(f"{name} ({len(data)} bytes)", error) from error
+            raise
+
+    def _put(self, name: str, data: bytes) -> None:
         target = self._path(name)
         target.parent.mkdir(parents=True, exist_ok=True)
         # A temporary name of its own per write: two writers of one name (the same upload sent

@@ -20,6 +20,7 @@ from retouch.config import Settings
 from retouch.jobs.models import Delivery, DeliveryAttempt
 from retouch.jobs.outage import Backoff, OutageLog, is_unavailable, until_answered
 from retouch.jobs.store import WebhookStore
+from retouch.metrics.registry import WEBHOOK_DELIVERIES
 from retouch.responses import ResponseBuilder
 from retouch.webhooks.backoff import RetrySchedule
 from retouch.webhooks.sender import Outcome, WebhookSender
@@ -250,9 +251,12 @@ class WebhookDispatcher:
     def _log(self, delivery: Delivery, outcome: Outcome, retry_at: float | None) -> None:
         name = f"webhook for request {delivery.job_id} (attempt {delivery.attempts + 1})"
         if outcome.delivered:
+            WEBHOOK_DELIVERIES.labels(outcome="delivered").inc()
             log.info("%s delivered: HTTP %s", name, outcome.status_code)
         elif retry_at is not None and retry_at <= delivery.give_up_at:
+            WEBHOOK_DELIVERIES.labels(outcome="retrying").inc()
             wait = max(0.0, retry_at - self.clock())
             log.warning("%s failed: %s; next attempt in %.3g s", name, outcome.error, wait)
         else:
+            WEBHOOK_DELIVERIES.labels(outcome="failed").inc()
             log.warning("%s failed for good: %s", name, outcome.error)

@@ -5,6 +5,7 @@ claiming, leases and finishing."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from retouch.media.encode import CONTENT_TYPES, FILE_EXTENSIONS, encode_image, r
 from retouch.media.errors import MediaError
 from retouch.media.fetch import FetchConfig, fetch_bytes
 from retouch.safety.moderation import POLICY_VIOLATION, Moderator, PolicyViolation, image_message
-from retouch.storage.base import Storage
+from retouch.storage.base import Storage, is_storage_full
 from retouch.storage.own_files import own_file
 from retouch.storage.signing import UrlSigner
 
@@ -47,6 +48,18 @@ class Timer:
         now = time.perf_counter()
         self.timings[name] = round(now - self._started, 4)
         self._started = now
+
+
+STORAGE_FULL = "storage_full"
+
+
+def storage_full_failure(error: BaseException) -> JobFailure:
+    """The job's failure when the disk of the files (or of the job database) is full."""
+    return JobFailure(
+        STORAGE_FULL,
+        f"the server's storage is full, so the outputs could not be stored ({error}); none "
+        "were kept. Submitting again later may work; the operator has to free space.",
+    )
 
 
 # While inputs download, the stop/cancel check runs this often.
@@ -85,6 +98,9 @@ async def _fetch_all(
             return list(fetching.result())
         if should_cancel():
             fetching.cancel()
+            # Awaited, so asyncio logs no "exception was never retrieved" traceback.
+            with contextlib.suppress(asyncio.CancelledError):
+                await fetching
             raise EditCancelled()
 
 
@@ -275,11 +291,15 @@ def run_edit_job(
         raise EditCancelled()
     outputs: list[StoredOutput] = []
     extension = FILE_EXTENSIONS[fields.output_format]
+    encoding = storing = 0.0  # apart too, for the stage metrics
     try:
         for index, (image, _, seed) in enumerate(finished):
+            began = time.perf_counter()
             data = encode_image(image, fields.output_format)
+            encoded = time.perf_counter()
             name = f"{job_id}/{index}-{attempt_tag}.{extension}"
             tools.storage.put(name, data)
+            encoding, storing = encoding + encoded - began, storing + time.perf_counter() - encoded
             outputs.append(
                 StoredOutput(
                     file=name,
@@ -288,12 +308,15 @@ def run_edit_job(
                     seed=seed,
                 )
             )
-    except BaseException:
+    except BaseException as error:
         # A job that does not succeed leaves no files (a full disk on image 3 of 4, say).
         for output in outputs:
             tools.storage.delete(output.file)
+        if is_storage_full(error):
+            raise storage_full_failure(error) from error
         raise
     timer.lap("encode_store_s")
+    timer.timings["encode_s"], timer.timings["store_s"] = round(encoding, 4), round(storing, 4)
     reporter.log(f"stored {len(outputs)} {fields.output_format} file(s) of {width}×{height}")
 
     return StoredResult(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import queue
 import socket
 import threading
 import time
@@ -20,12 +21,19 @@ from retouch.jobs.outage import Backoff, OutageLog, is_unavailable, until_answer
 from retouch.jobs.store import ClaimStore, WorkerStore
 from retouch.log_context import request_id_bound
 from retouch.media.fetch import FetchConfig
+from retouch.metrics import registry as metrics
 from retouch.safety.moderation import Moderator
 from retouch.served_endpoints import Endpoint
 from retouch.services import Services
-from retouch.storage.base import Storage
+from retouch.storage.base import Storage, is_storage_full
 from retouch.storage.signing import UrlSigner
-from retouch.worker.edit_job import JobFailure, JobTools, model_info, run_edit_job
+from retouch.worker.edit_job import (
+    JobFailure,
+    JobTools,
+    model_info,
+    run_edit_job,
+    storage_full_failure,
+)
 from retouch.worker.memory import memory_report
 
 log = logging.getLogger(__name__)
@@ -142,7 +150,7 @@ class LeaseKeeper:
 
 class ClaimReporter:
     """A running job's reporter: progress and log lines go to the store; it is to stop when
-    the worker is stopping or the claim is lost."""
+    the worker gives its job back (see Worker.drain) or the claim is lost."""
 
     def __init__(self, store: ClaimStore, lease: LeaseKeeper, stopping: threading.Event) -> None:
         self.store = store
@@ -201,7 +209,13 @@ class Worker:
         self.upscaler = upscaler
         self.moderator = moderator
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
+        # Set: claim no more jobs. `releasing` set too: the running job stops at its next
+        # step and goes back to the queue. `stop()` sets both; a signal drains (`drain`).
         self.stopping = threading.Event()
+        self.releasing = threading.Event()
+        self._stopped = threading.Event()  # run_forever's loop has ended: no more heartbeats
+        self.exited = threading.Event()  # run_forever has returned
+        self._drain_requests: queue.SimpleQueue[None] = queue.SimpleQueue()
         self.current_job: str | None = None
         # One warning per database outage for the whole worker, one line when it is over.
         self.outage = OutageLog(log, f"worker {self.worker_id}")
@@ -211,6 +225,51 @@ class Worker:
     def stop(self) -> None:
         """Stop after the current step: a running job goes back to the queue."""
         self.stopping.set()
+        self.releasing.set()
+
+    def signalled(self) -> None:
+        """SIGTERM or SIGINT: the first drains (see `drain`), a second during the drain
+        releases the running job at once. Safe in a signal handler (SimpleQueue.put is
+        reentrant); the drain thread started by run_forever does the rest."""
+        self._drain_requests.put(None)
+
+    def drain(self, seconds: float) -> None:
+        """Claim no more jobs; let the running job finish if it does within `seconds`, else
+        stop it at its next step and put it back in the queue (its attempt not counted). A
+        second request (`signalled`) meanwhile puts it back at once. run_forever runs this in
+        a thread of its own, which waits for the first request."""
+        self._drain_requests.get()
+        if self._stopped.is_set():
+            return  # run_forever has returned (its last act wakes this thread)
+        self.stopping.set()
+        job = self.current_job
+        if job is None:
+            log.info("draining: no job running; stopping")
+        else:
+            log.info("draining: finishing job %s (up to %g s)", job, seconds)
+        deadline = time.monotonic() + seconds
+        while not self._stopped.is_set():
+            try:
+                self._drain_requests.get(timeout=min(max(deadline - time.monotonic(), 0), 0.25))
+            except queue.Empty:
+                if time.monotonic() < deadline:
+                    continue
+                if self.current_job is not None:
+                    log.info(
+                        "draining: job %s still running after %g s; it goes back to the queue "
+                        "at its next step",
+                        self.current_job,
+                        seconds,
+                    )
+            else:
+                if self._stopped.is_set():
+                    return
+                log.info(
+                    "second stop signal: job %s goes back to the queue at its next step",
+                    self.current_job or "-",
+                )
+            self.releasing.set()
+            return
 
     def health(self) -> dict[str, Any]:
         return {
@@ -226,7 +285,8 @@ class Worker:
         }
 
     def _beat(self) -> None:
-        while not self.stopping.wait(HEARTBEAT_SECONDS):
+        # Beats on while draining: the worker still runs its job.
+        while not self._stopped.wait(HEARTBEAT_SECONDS):
             try:
                 self._heartbeat_now()
             except Exception:
@@ -249,6 +309,9 @@ class Worker:
             memory_report(),
         )
         self._heartbeat.start()
+        threading.Thread(
+            target=self.drain, args=(self.settings.drain_seconds,), name="drain", daemon=True
+        ).start()
         backoff = Backoff()
         try:
             while not self.stopping.is_set():
@@ -268,7 +331,11 @@ class Worker:
                     # Wake on any commit by another connection (a submit) or after a second.
                     self.store.wait_for_change(IDLE_CLAIM_SECONDS, since=token)
         finally:
+            self._stopped.set()
+            self._drain_requests.put(None)  # ends the drain thread
+            self._heartbeat.join(HEARTBEAT_SECONDS)  # its last beat lands before the removal
             self.outage.answer_or(functools.partial(self.store.remove_worker, self.worker_id), None)
+            self.exited.set()
         log.info("worker %s stopped", self.worker_id)
 
     def run_once(self) -> bool:
@@ -295,6 +362,7 @@ class Worker:
         """Remove the files of the jobs the reaper gave up (worker_lost): their attempts
         stored them, none will finish."""
         for job_id in given_up:
+            metrics.job_failed("", "worker_lost")  # its endpoint is not read
             try:
                 self.storage.delete_request(job_id)
             except Exception:  # the storage's problem must not stop this worker's claims
@@ -312,6 +380,7 @@ class Worker:
         claim = reporter.lease.claim
         write = functools.partial(self.store.fail, claim, code=code, message=message)
         if self._finish(reporter.lease, write):
+            metrics.job_failed(claim.job.endpoint, code)
             # Files left by an earlier attempt that died mid-way are no one's outcome now.
             self.storage.delete_request(claim.job.id)
             reporter.log(f"failed: {message}", level="error")
@@ -331,7 +400,7 @@ class Worker:
         started = time.perf_counter()
         endpoint = self.endpoints[job.endpoint]
         with LeaseKeeper(self.store, claim, self.settings.lease_seconds, self.outage) as lease:
-            reporter = ClaimReporter(self.store, lease, self.stopping)
+            reporter = ClaimReporter(self.store, lease, self.releasing)
             try:
                 tools = JobTools(
                     engine=self.engines.get(endpoint),
@@ -363,6 +432,11 @@ class Worker:
                 log.info("job %s: failed: %s", job.id, failure.message)
                 return
             except Exception as error:
+                if is_storage_full(error):  # a full disk met outside storing the outputs
+                    full = storage_full_failure(error)
+                    log.error("job %s: failed: %s", job.id, full.message)
+                    self._fail(reporter, full.code, full.message)
+                    return
                 log.exception("job %s: internal error", job.id)
                 self._fail(
                     reporter,
@@ -374,7 +448,24 @@ class Worker:
         result.timings["job_s"] = round(time.perf_counter() - started, 4)
         files = [output.file for output in result.outputs]
         complete = functools.partial(self.store.complete, claim, result=result.as_json_dict())
-        if not self._finish(lease, complete):
+        try:
+            completed = self._finish(lease, complete)
+        except Exception as error:
+            if not is_storage_full(error):
+                raise
+            # The job database's disk is full: the outputs are no one's, and the job fails
+            # if that write still fits (else its lease runs out and it is tried again).
+            for name in files:
+                self.storage.delete(name)
+            full = storage_full_failure(error)
+            log.error("job %s: could not finish: %s", job.id, full.message)
+            try:
+                self._fail(reporter, full.code, full.message)
+            except Exception as again:
+                if not is_storage_full(again):
+                    raise
+            return
+        if not completed:
             # Cancelled, or taken over by another worker after our lease expired: the
             # files of this attempt are not the job's outcome.
             for name in files:
@@ -382,6 +473,7 @@ class Worker:
             log.warning("job %s: finished after losing the claim; discarded", job.id)
             return
         self.storage.keep_only(job.id, files)
+        metrics.job_succeeded(job.endpoint, result.timings)
         log.info("job %s: succeeded in %.2f s", job.id, time.perf_counter() - started)
 
 

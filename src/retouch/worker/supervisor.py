@@ -20,7 +20,9 @@ from retouch.jobs.database import DATABASE_URL_VARIABLE
 log = logging.getLogger(__name__)
 
 RESTART_DELAY_SECONDS = 1.0
-STOP_GRACE_SECONDS = 10.0
+# Beyond RETOUCH_DRAIN_SECONDS, the time a drained worker may take to put its job back and
+# exit before it is SIGKILLed.
+STOP_MARGIN_SECONDS = 10.0
 
 
 def die_with_parent() -> None:
@@ -58,6 +60,7 @@ class WorkerSupervisor:
     def __init__(self, settings: Settings) -> None:
         self.command = worker_command(settings)
         self.environment = worker_environment(settings, os.environ)
+        self.stop_wait_seconds = settings.drain_seconds + STOP_MARGIN_SECONDS
         self._stopping = threading.Event()
         self._process: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
@@ -89,15 +92,26 @@ class WorkerSupervisor:
             self._stopping.wait(RESTART_DELAY_SECONDS)
 
     def stop(self) -> None:
-        """SIGTERM the worker (its running job goes back to the queue), then wait."""
+        """SIGTERM the worker, which drains (it finishes its running job within
+        RETOUCH_DRAIN_SECONDS or puts it back in the queue), and wait for it: SIGKILL once
+        that and a margin have passed. It is not restarted."""
         with self._lock:
             self._stopping.set()
             process = self._process
         if process is None or process.poll() is not None:
             return
+        log.info("stopping the worker (up to %g s)", self.stop_wait_seconds)
         process.terminate()
         try:
-            process.wait(STOP_GRACE_SECONDS)
+            process.wait(self.stop_wait_seconds)
         except subprocess.TimeoutExpired:
+            log.warning("the worker did not stop in %g s; killing it", self.stop_wait_seconds)
             process.kill()
             process.wait()
+
+    def hurry(self) -> None:
+        """Another SIGTERM to a stopping worker: it puts its running job back in the queue at
+        its next step, without waiting for the rest of its drain. Safe in a signal handler."""
+        process = self._process
+        if self._stopping.is_set() and process is not None and process.poll() is None:
+            process.terminate()

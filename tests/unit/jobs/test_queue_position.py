@@ -1,5 +1,5 @@
 """Queue positions and the queue cap come from queue_buckets, which triggers on jobs keep
-(migration 0006): they must stay exact through every way a job enters or leaves the queue,
+(migrations 0006, 0007): they must stay exact through every way a job enters or leaves the queue,
 whichever statement moves it, on both backends."""
 
 from __future__ import annotations
@@ -36,15 +36,16 @@ def positions(store: SqlJobStore, ids: list[str]) -> list[int | None]:
 
 
 def job_rows(conn: Any) -> list[Any]:
-    return list(conn.execute(select(jobs.c.seq, jobs.c.id, jobs.c.state)).all())
+    columns = (jobs.c.seq, jobs.c.queue_round, jobs.c.id, jobs.c.key_id, jobs.c.state)
+    return list(conn.execute(select(*columns)).all())
 
 
-def expected_buckets(queued_seqs: list[int]) -> dict[tuple[int, int], int]:
+def expected_buckets(queued_rounds: list[int]) -> dict[tuple[int, int], int]:
     """What queue_buckets must hold, counted by brute force."""
     counted: Counter[tuple[int, int]] = Counter()
-    for seq in queued_seqs:
+    for queue_round in queued_rounds:
         for level, size in enumerate(QUEUE_BUCKET_SIZES):
-            counted[(level, seq // size)] += 1
+            counted[(level, queue_round // size)] += 1
     return dict(counted)
 
 
@@ -54,22 +55,23 @@ def assert_exact(store: SqlJobStore, rng: random.Random | None = None, sample: i
     with store.engine.connect() as conn:
         rows = job_rows(conn)
         buckets = {(r.level, r.bucket): r.queued for r in conn.execute(select(queue_buckets))}
-    queued = sorted(r.seq for r in rows if r.state == JobState.QUEUED)
-    assert buckets == expected_buckets(queued)
-    rank = {seq: index for index, seq in enumerate(queued)}
+    queued = sorted((r.queue_round, r.seq) for r in rows if r.state == JobState.QUEUED)
+    assert buckets == expected_buckets([queue_round for queue_round, _ in queued])
+    rank = {seq: index for index, (_, seq) in enumerate(queued)}
     checked = rows if rng is None else rng.sample(rows, min(sample, len(rows)))
     for row in checked:
-        job = store.get(row.id, key_id=KEY)
+        job = store.get(row.id, key_id=row.key_id)
         assert job is not None
         assert job.queue_position == rank.get(row.seq), (row.seq, row.state)
 
 
 def insert_at(store: SqlJobStore, seqs: list[int], state: str = JobState.QUEUED) -> None:
-    """Jobs at these seqs, in one statement (many rows, many buckets), as a restore or an
-    operator's SQL could write them."""
+    """Jobs at these seqs and rounds, in one statement (many rows, many buckets), as a
+    restore or an operator's SQL could write them."""
     rows = [
         {
             "seq": seq,
+            "queue_round": seq,
             "id": str(uuid.uuid4()),
             "key_id": KEY,
             "endpoint": "a",

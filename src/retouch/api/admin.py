@@ -1,0 +1,126 @@
+"""The admin queue view: every key's requests, filterable by state and key, with per-key
+counts and storage use. Admin keys only (`retouch keys create --admin`)."""
+
+from __future__ import annotations
+
+import functools
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+
+from retouch.api.dependencies import (
+    CURSOR_PATTERN,
+    AdminCaller,
+    base_url,
+    parse_cursor,
+    send,
+    store_read,
+)
+from retouch.api.errors import error_responses
+from retouch.api.state import AppState
+from retouch.contract.bodies import AdminRequest, AdminRequestList, KeyActivity
+from retouch.contract.states import RESULT_NAMES, JobState, ResultStatusName
+from retouch.jobs.models import Job, RequestPage
+from retouch.jobs.retention import usage_by_key
+
+router = APIRouter(tags=["operations"])
+
+_STATES: dict[str, JobState] = {name: state for state, name in RESULT_NAMES.items()}
+
+
+def _listed(state: AppState, base: str, job: Job) -> AdminRequest:
+    summary = state.responses.listed(base, job)
+    position = None
+    if job.state is JobState.QUEUED:  # the list's read leaves positions out: one read each
+        current = state.store.get(job.id, key_id=job.key_id)
+        position = current.queue_position if current is not None else None
+    return AdminRequest(
+        **summary.model_dump(exclude_unset=True),
+        key_id=job.key_id,
+        queue_position=position,
+        worker_id=job.worker_id if job.state is JobState.RUNNING else None,
+        error_code=job.error_code,
+    )
+
+
+def _view(state: AppState, base: str, page: RequestPage, key_id: str | None) -> AdminRequestList:
+    """The page, with every key's counts (or the one key's). Blocking: reads."""
+    counts = state.store.jobs_per_key()
+    usage = usage_by_key(state.keys.engine)
+    records = {record.id: record for record in state.keys.list_keys()}
+    shown = sorted(set(counts) | set(usage) | set(records))
+    if key_id is not None:
+        shown = [key_id] if key_id in shown else []
+    keys = []
+    for shown_id in shown:
+        record = records.get(shown_id)
+        by_state = counts.get(shown_id, {})
+        used = usage.get(shown_id)
+        keys.append(
+            KeyActivity(
+                key_id=shown_id,
+                name=record.name if record else None,
+                role=record.role if record else None,
+                revoked=record is not None and record.revoked_at is not None,
+                **{RESULT_NAMES_BY_FIELD[s]: by_state.get(s, 0) for s in RESULT_NAMES_BY_FIELD},
+                output_bytes=used.output_bytes if used else 0,
+                upload_bytes=used.upload_bytes if used else 0,
+            )
+        )
+    return AdminRequestList(
+        requests=[_listed(state, base, job) for job in page.jobs],
+        next_cursor=str(page.next_cursor) if page.next_cursor is not None else None,
+        keys=keys,
+    )
+
+
+# KeyActivity's count fields, by the state they count.
+RESULT_NAMES_BY_FIELD: dict[JobState, str] = {
+    JobState.QUEUED: "queued",
+    JobState.RUNNING: "running",
+    JobState.SUCCEEDED: "succeeded",
+    JobState.FAILED: "failed",
+    JobState.CANCELLED: "cancelled",
+}
+
+
+@router.get(
+    "/v1/admin/requests",
+    response_model=AdminRequestList,
+    responses=error_responses(401, 403, 422),
+)
+async def list_all_requests(
+    request: Request,
+    caller: AdminCaller,
+    status: Annotated[
+        ResultStatusName | None,
+        Query(description="Only requests in this status, as /result names it"),
+    ] = None,
+    key_id: Annotated[
+        str | None, Query(max_length=32, description="Only this key's requests")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[
+        str | None,
+        Query(
+            description="next_cursor of the previous page",
+            json_schema_extra={"pattern": CURSOR_PATTERN},
+        ),
+    ] = None,
+) -> Response:
+    """Every key's requests, newest first, and each key's counts and storage use."""
+    before = parse_cursor(cursor)
+    state = caller.state
+    page = await store_read(
+        state,
+        functools.partial(
+            state.store.list_jobs,
+            key_id=key_id,
+            limit=limit,
+            before=before,
+            state=_STATES[status] if status is not None else None,
+        ),
+    )
+    base = base_url(request, state)
+    return send(await store_read(state, functools.partial(_view, state, base, page, key_id)))
