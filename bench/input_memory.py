@@ -269,7 +269,8 @@ def main() -> None:
             width, height = case.size
             path = f"/{width}_{height}.png"
             urls = [f"{base}{path}?input={index}" for index in range(case.inputs)]
-            case_budget = budget if case.at_budget else max(budget, math.ceil(case.total_mp * 1e6))
+            fitting = math.ceil(case.total_mp) * 1_000_000
+            case_budget = budget if case.at_budget else max(budget, fitting)
             say(f"{case.inputs} x {width}×{height} under a {case_budget / 1e6:.0f} MP budget")
             runs = [
                 run_child(data_dir, urls, case_budget, arguments.timeout, env)

@@ -326,7 +326,7 @@ MaxQueued = Annotated[
     int | None,
     typer.Option(
         "--max-queued",
-        min=0,
+        min=1,
         help="Jobs the key may have queued at once (past it: 429001) "
         "(default: RETOUCH_KEY_MAX_QUEUED)",
     ),
@@ -343,7 +343,7 @@ MaxRunning = Annotated[
     int | None,
     typer.Option(
         "--max-running",
-        min=0,
+        min=1,
         help="Jobs of the key running at once; more wait in the queue "
         "(default: RETOUCH_KEY_MAX_RUNNING)",
     ),

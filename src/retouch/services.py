@@ -3,10 +3,10 @@ by the API, the worker and the CLI."""
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from retouch.auth.keys import KeyRecord, KeyStore
 from retouch.config import Settings
@@ -32,10 +32,20 @@ class Services:
         """Revoke the key with this id (or every active key with this name) and, in the same
         transaction, end its work: queued jobs cancelled (running ones too with
         cancel_running), pending webhooks given up. See KeyStore.revoke."""
-        end_work = functools.partial(
-            self.store.end_work_of_revoked, running_too=self.settings.cancel_running
-        )
-        return self.keys.revoke(id_or_name, with_their_work=end_work)
+        started: list[str] = []
+
+        def end_work(conn: Any, key_ids: list[str]) -> None:
+            running_too = self.settings.cancel_running
+            started.extend(self.store.end_work_of_revoked(conn, key_ids, running_too=running_too))
+
+        revoked = self.keys.revoke(id_or_name, with_their_work=end_work)
+        # After the commit: a cancelled job's earlier attempts may have stored files.
+        for job_id in started:
+            try:
+                self.storage.delete_request(job_id)
+            except Exception:  # the key is revoked all the same; retention removes them later
+                log.exception("could not remove the files of cancelled request %s", job_id)
+        return revoked
 
     def close(self) -> None:
         self.store.close()

@@ -1,16 +1,14 @@
 """The access log (RETOUCH_ACCESS_LOG=true): one info line per HTTP request on the
 `retouch.access` logger, with its method, path, status, duration, client address, and the
-request id when the handler bound one (log_context). A pure ASGI middleware: starlette's
-BaseHTTPMiddleware runs every request through a task group and memory streams, which would
-cost a status poll a large share of its time."""
+request id when the handler bound one (log_context); an observer of the finished-requests
+middleware (api/finished_requests.py)."""
 
 from __future__ import annotations
 
 import logging
-import time
 import urllib.parse
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 log = logging.getLogger("retouch.access")
 _MESSAGE = "%(method)s %(path)s %(status)d %(duration_ms).2f ms %(client)s"
@@ -27,38 +25,16 @@ def shown_path(scope: Scope) -> str:
     return f"{path}?{'&'.join(urllib.parse.unquote_plus(key) for key in keys)}"
 
 
-class AccessLogMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        # Starlette answers 500 for an error raised before any answer (and raises it on).
-        status = 500
-
-        async def sending(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, sending)
-        finally:
-            if log.isEnabledFor(logging.INFO):
-                _log(scope, status, (time.perf_counter() - started) * 1000)
-
-
-def _log(scope: Scope, status: int, milliseconds: float) -> None:
+def log_request(scope: Scope, status: int, seconds: float) -> None:
+    """An observer of api/finished_requests.py: the request's line."""
+    if not log.isEnabledFor(logging.INFO):
+        return
     client = scope.get("client")
     fields = {
         "method": scope["method"],
         "path": shown_path(scope),
         "status": status,
-        "duration_ms": round(milliseconds, 2),
+        "duration_ms": round(seconds * 1000, 2),
         "client": client[0] if client else "-",
     }
     # The record's request_id is added by the handler's filter, from the context variable the

@@ -10,8 +10,9 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from retouch.api.dependencies import (
-    CURSOR_PATTERN,
     AdminCaller,
+    PageCursor,
+    PageLimit,
     base_url,
     parse_cursor,
     send,
@@ -100,14 +101,8 @@ async def list_all_requests(
     key_id: Annotated[
         str | None, Query(max_length=32, description="Only this key's requests")
     ] = None,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[
-        str | None,
-        Query(
-            description="next_cursor of the previous page",
-            json_schema_extra={"pattern": CURSOR_PATTERN},
-        ),
-    ] = None,
+    limit: PageLimit = 20,
+    cursor: PageCursor = None,
 ) -> Response:
     """Every key's requests, newest first, and each key's counts and storage use."""
     before = parse_cursor(cursor)

@@ -20,17 +20,18 @@ from retouch.api import (
     webhook_secret,
     workers,
 )
-from retouch.api.access_log import AccessLogMiddleware
+from retouch.api.access_log import log_request
 from retouch.api.body_limit import BodyLimitMiddleware
 from retouch.api.changes import ChangeFeed
 from retouch.api.docs import install_docs
 from retouch.api.errors import install_error_handlers
+from retouch.api.finished_requests import FinishedRequestsMiddleware, RequestObserver
 from retouch.api.openapi import install_openapi
 from retouch.api.state import AppState
 from retouch.config import Settings
 from retouch.jobs.rate_limits import SubmitRates
 from retouch.jobs.retention import RetentionSweeper
-from retouch.metrics.http import MetricsMiddleware
+from retouch.metrics.http import RequestMetrics
 from retouch.responses import ResponseBuilder
 from retouch.served_endpoints import Endpoint, load_endpoints
 from retouch.services import Services, open_services
@@ -128,10 +129,12 @@ def create_app(
         max_bytes=settings.max_body_bytes,
         timeout_seconds=settings.body_timeout_seconds,
     )
+    observers: list[RequestObserver] = []
     if settings.metrics:
-        # Outside the body limit, so its answers (413, 408) are counted too.
-        app.add_middleware(MetricsMiddleware)
+        observers.append(RequestMetrics())
     if settings.access_log:
-        # Added last, so outermost: it sees every answer, the body limit's included.
-        app.add_middleware(AccessLogMiddleware)
+        observers.append(log_request)
+    if observers:
+        # Added last, so outermost: every answer is seen, the body limit's (413, 408) too.
+        app.add_middleware(FinishedRequestsMiddleware, observers=observers)
     return app

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from fastapi.responses import Response
 from pydantic import TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -122,6 +122,18 @@ _FLAG: TypeAdapter[bool] = TypeAdapter(bool)
 
 # A list's cursor is a job's seq: ASCII digits within SQLite's 64-bit integers.
 CURSOR_PATTERN = r"^[0-9]{1,19}$"
+
+
+# A list's page parameters, as every list route declares them.
+PageLimit = Annotated[int, Query(ge=1, le=100)]
+PageCursor = Annotated[
+    str | None,
+    # Checked by parse_cursor, with a message saying what to send instead of pydantic's.
+    Query(
+        description="next_cursor of the previous page",
+        json_schema_extra={"pattern": CURSOR_PATTERN},
+    ),
+]
 
 
 def parse_cursor(cursor: str | None) -> int | None:

@@ -16,8 +16,9 @@ from starlette.concurrency import run_in_threadpool
 
 from retouch.api import submit_options
 from retouch.api.dependencies import (
-    CURSOR_PATTERN,
     Authenticated,
+    PageCursor,
+    PageLimit,
     authenticate,
     authenticates_itself,
     base_url,
@@ -149,7 +150,7 @@ async def _submit(
         parse_submission, await request.body(), endpoint, key, hook, state
     )
     base = base_url(request, state)
-    key_max_queued = await admit_submit(state, owner)
+    admitted = await admit_submit(state, owner, idempotency)
     try:
         job = await run_in_threadpool(
             state.store.submit,
@@ -157,28 +158,16 @@ async def _submit(
             endpoint=endpoint,
             input=fields,
             max_queued=state.settings.max_queued_jobs,
-            key_max_queued=key_max_queued,
+            key_max_queued=admitted.queue_cap,
             webhook_url=hook,
             base_url=base,
             idempotency=idempotency,
         )
-    except QueueFull:
-        raise ApiError(
-            503,
-            OVERLOADED,
-            "the queue is full: retry after a few seconds",
-            headers={"Retry-After": "5"},
-        ) from None
-    except KeyQueueFull as full:
-        raise key_queue_full(full) from None
-    except IdempotencyConflict as conflict:
-        raise ApiError(
-            409,
-            IDEMPOTENCY_CONFLICT,
-            f"Idempotency-Key {key!r} was used in the last 24 h for a different request "
-            f"({conflict.job_id}): send exactly the same body to get that request back, or "
-            "use a new key for a new request",
-        ) from None
+    except (QueueFull, KeyQueueFull, IdempotencyConflict) as refused:
+        await admitted.give_back(state)  # no job was made: the rate does not count it
+        raise _refusal(refused, key) from None
+    if job.replayed:
+        await admitted.give_back(state)
     bind_request_id(job.id)
     headers = {"Idempotent-Replayed": "true"} if job.replayed else {}
     body: Submission | Result = state.responses.submitted(base, job)
@@ -188,6 +177,26 @@ async def _submit(
         if finished is not None:
             body = await store_read(state, functools.partial(result_body, state, base, finished))
     return send(body, headers=headers)
+
+
+def _refusal(refused: Exception, key: str | None) -> ApiError:
+    """The answer to a submit the store refused."""
+    if isinstance(refused, KeyQueueFull):
+        return key_queue_full(refused)
+    if isinstance(refused, IdempotencyConflict):
+        return ApiError(
+            409,
+            IDEMPOTENCY_CONFLICT,
+            f"Idempotency-Key {key!r} was used in the last 24 h for a different request "
+            f"({refused.job_id}): send exactly the same body to get that request back, or "
+            "use a new key for a new request",
+        )
+    return ApiError(
+        503,
+        OVERLOADED,
+        "the queue is full: retry after a few seconds",
+        headers={"Retry-After": "5"},
+    )
 
 
 @router.post(
@@ -340,15 +349,8 @@ async def stream_events(
 async def list_requests(
     request: Request,
     caller: Authenticated,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[
-        str | None,
-        # Checked below, with a message saying what to send instead of pydantic's.
-        Query(
-            description="next_cursor of the previous page",
-            json_schema_extra={"pattern": CURSOR_PATTERN},
-        ),
-    ] = None,
+    limit: PageLimit = 20,
+    cursor: PageCursor = None,
 ) -> Response:
     """This key's requests, newest first."""
     before = parse_cursor(cursor)

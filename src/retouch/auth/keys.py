@@ -72,6 +72,13 @@ class KeyLimits:
     retain_results_seconds: float | None = None
     retain_uploads_seconds: float | None = None
 
+    def __post_init__(self) -> None:
+        # 0 would accept jobs that never run (or refuse every submit): None is "the default".
+        for name in ("max_queued", "max_running"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be at least 1 (or None: the server's default)")
+
 
 @dataclass(frozen=True)
 class KeyRecord:
@@ -148,6 +155,7 @@ class KeyStore:
         unknown = set(limits) - set(KeyLimits.__dataclass_fields__)
         if unknown:
             raise TypeError(f"not a key limit: {', '.join(sorted(unknown))}")
+        KeyLimits(**limits)  # the same checks as a new key's
         values = dict(limits) | ({} if role is None else {"role": role})
         with writer(self.engine).begin() as conn:
             matched = self._active(conn, id_or_name)

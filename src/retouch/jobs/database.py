@@ -6,14 +6,27 @@ from __future__ import annotations
 import functools
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import URL, Engine, column, create_engine, event, make_url, select, table
+from sqlalchemy import (
+    URL,
+    Engine,
+    Float,
+    Table,
+    column,
+    create_engine,
+    event,
+    make_url,
+    select,
+    table,
+)
 from sqlalchemy import func as sql_func
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import ArgumentError, OperationalError
 
 from retouch.jobs.write_lock import SerialisedWritesConnection, write_lock_for
@@ -213,6 +226,17 @@ def open_postgres(
             **POSTGRES_KEEPALIVE,
         },
     )
+
+
+# The database server's clock, in the float seconds of the time columns, for what several
+# hosts compare (leases). clock_timestamp(), not now(): now() is frozen at the start of the
+# transaction.
+POSTGRES_NOW = sql_func.cast(sql_func.extract("epoch", sql_func.clock_timestamp()), Float)
+
+
+def dialect_insert(dialect: str) -> Callable[[Table], Any]:
+    """The INSERT of this dialect (`engine.dialect.name`), for its ON CONFLICT clauses."""
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
 
 
 def writer(engine: Engine) -> Engine:

@@ -13,6 +13,8 @@ from typing import Final, TypeVar
 
 from sqlalchemy import exc
 
+from retouch.storage.base import POSTGRES_DISK_FULL
+
 T = TypeVar("T")
 
 # Pauses between tries while the database is down: doubling from the first to the longest,
@@ -41,6 +43,10 @@ def is_unavailable(error: BaseException) -> bool:
         # Any other SQLite error (no such table, a syntax error) is a bug, not an outage.
         code = getattr(error.orig, "sqlite_errorcode", None)
         return code is not None and code & 0xFF in _SQLITE_BUSY_CODES
+    # A full disk (SQLSTATE 53100) is an OperationalError too, but waiting will not end it:
+    # the caller fails what it was doing (storage_full) instead of retrying forever.
+    if getattr(error.orig, "sqlstate", None) == POSTGRES_DISK_FULL:
+        return False
     # psycopg's OperationalError covers a refused or lost connection, an administrator's
     # shutdown, too many connections and a statement timeout; InterfaceError a closed one.
     return isinstance(error, exc.OperationalError | exc.InterfaceError)

@@ -11,11 +11,10 @@ from collections.abc import Callable
 from limits import RateLimitItem, parse
 from limits.storage import Storage
 from limits.strategies import FixedWindowRateLimiter
-from sqlalchemy import Engine, Executable, Float, bindparam, case, delete, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Engine, Executable, Float, bindparam, case, delete, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from retouch.jobs.database import writer
+from retouch.jobs.database import dialect_insert, writer
 from retouch.jobs.schema import rate_limits
 
 # Counters whose window ended this long ago are deleted (at most once per this period).
@@ -25,14 +24,14 @@ _PURGE_SECONDS = 60.0
 def _increment(dialect: str) -> Executable:
     """One statement: add `amount` to the counter `name`, starting a new window (of `expiry`
     seconds from `now`) when there is none or it has ended; returns the count and window end."""
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    insert = dialect_insert(dialect)
     now = bindparam("now", type_=Float())
     window_end = now + bindparam("expiry", type_=Float())
     statement = insert(rate_limits).values(
         name=bindparam("name"), count=bindparam("amount"), expires_at=window_end
     )
     ended = rate_limits.c.expires_at <= now
-    return statement.on_conflict_do_update(
+    increment: Executable = statement.on_conflict_do_update(
         index_elements=[rate_limits.c.name],
         set_={
             "count": case(
@@ -44,6 +43,7 @@ def _increment(dialect: str) -> Executable:
             ),
         },
     ).returning(rate_limits.c.count, rate_limits.c.expires_at)
+    return increment
 
 
 class SqlRateStorage(Storage):
@@ -74,6 +74,19 @@ class SqlRateStorage(Storage):
                 conn.execute(delete(rate_limits).where(rate_limits.c.expires_at < now))
             counted = conn.execute(self._increment, params).one()  # type: ignore[call-overload]
         return int(counted[0])
+
+    def decrement(self, key: str) -> None:
+        """One less in the counter's current window (never below 0; nothing once it ended)."""
+        with self._writer.begin() as conn:
+            conn.execute(
+                update(rate_limits)
+                .where(
+                    rate_limits.c.name == key,
+                    rate_limits.c.expires_at > self._clock(),
+                    rate_limits.c.count > 0,
+                )
+                .values(count=rate_limits.c.count - 1)
+            )
 
     def _window(self, key: str) -> tuple[int, float] | None:
         with self.engine.connect() as conn:
@@ -133,6 +146,11 @@ class SubmitRates:
             return None
         reset = self._limiter.get_window_stats(item, "submit", key_id).reset_time
         return max(reset - self._clock(), 0.0)
+
+    def give_back(self, key_id: str, rate: str) -> None:
+        """Uncount a submit `hit` counted that made no job (refused by a queue cap, or an
+        Idempotency-Key's replay), while its window lasts."""
+        self._storage.decrement(self._parsed[rate].key_for("submit", key_id))
 
 
 def check_rate(rate: str) -> str:

@@ -34,21 +34,17 @@ from typing import Any, Final, NamedTuple
 from sqlalchemy import (
     ColumnElement,
     Engine,
-    Float,
     and_,
-    cast,
     delete,
-    extract,
     func,
     or_,
     select,
     tuple_,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 
 from retouch.contract.states import FINISHED_STATES
-from retouch.jobs.database import writer
+from retouch.jobs.database import POSTGRES_NOW, dialect_insert, writer
 from retouch.jobs.outage import Backoff, OutageLog, is_unavailable
 from retouch.jobs.schema import (
     api_keys,
@@ -59,6 +55,7 @@ from retouch.jobs.schema import (
     webhook_attempts,
     webhook_deliveries,
 )
+from retouch.jobs.sql_store import give_up_deliveries
 from retouch.storage.base import Storage
 
 log = logging.getLogger(__name__)
@@ -74,9 +71,6 @@ FIRST_SWEEP_SECONDS: Final = 5.0
 # by that sweep, so later sweeps start there: a clock of another host a little behind ours
 # (finished_at is the worker's time) still finds its jobs.
 CLOCK_SLACK_SECONDS: Final = 3600.0
-
-# PostgreSQL leases run on the database's clock (processes on several hosts compare them).
-_POSTGRES_NOW = cast(extract("epoch", func.clock_timestamp()), Float)
 
 
 class KeyUsage(NamedTuple):
@@ -106,16 +100,12 @@ def usage_by_key(engine: Engine) -> dict[str, KeyUsage]:
     return {key_id: KeyUsage(*totals) for key_id, totals in found.items()}
 
 
-def _insert(engine: Engine) -> Any:
-    return postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
-
-
 def record_upload(engine: Engine, *, name: str, key_id: str, size: int) -> float:
     """Insert or refresh the row of an upload about to be stored (the same file uploaded
     again by the same key gets a new lifetime); returns its created_at. Written before the
     file: see the module's docstring."""
     now = time.time()
-    statement = _insert(engine)(uploads).values(
+    statement = dialect_insert(engine.dialect.name)(uploads).values(
         name=name, key_id=key_id, bytes=size, created_at=now
     )
     statement = statement.on_conflict_do_update(
@@ -197,12 +187,12 @@ class RetentionSweeper:
     # --- the lease --------------------------------------------------------------------
 
     def _now(self) -> ColumnElement[float] | float:
-        return _POSTGRES_NOW if self._postgres else time.time()
+        return POSTGRES_NOW if self._postgres else time.time()
 
     def take_lease(self) -> bool:
         """Take the lease, or renew it; False while another process holds it."""
         now = self._now()
-        statement = _insert(self.engine)(leases).values(
+        statement = dialect_insert(self.engine.dialect.name)(leases).values(
             name=LEASE_NAME, holder=self.holder, expires_at=now + self.lease_seconds
         )
         statement = statement.on_conflict_do_update(
@@ -305,13 +295,7 @@ class RetentionSweeper:
             ).rowcount
             conn.execute(delete(job_logs).where(job_logs.c.job_id.in_(ids)))
             conn.execute(delete(webhook_attempts).where(webhook_attempts.c.job_id.in_(ids)))
-            conn.execute(
-                update(webhook_deliveries)
-                .where(
-                    webhook_deliveries.c.job_id.in_(ids), webhook_deliveries.c.state == "pending"
-                )
-                .values(state="failed", finished_at=now, lease_expires_at=None)
-            )
+            give_up_deliveries(conn, webhook_deliveries.c.job_id.in_(ids), now)
         report.jobs += expired
         report.job_bytes += sum(row.stored_bytes or 0 for row in batch)
 

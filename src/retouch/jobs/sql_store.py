@@ -37,7 +37,6 @@ from sqlalchemy import (
     cast,
     delete,
     exists,
-    extract,
     func,
     literal,
     literal_column,
@@ -46,12 +45,11 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 
 from retouch.contract import idempotency
 from retouch.contract.states import JobState
 from retouch.jobs.changes import CHANNEL, payload, watch_changes
-from retouch.jobs.database import migrate, open_sqlite, writer
+from retouch.jobs.database import POSTGRES_NOW, dialect_insert, migrate, open_sqlite, writer
 from retouch.jobs.lean_reads import lean_query
 from retouch.jobs.models import (
     Claim,
@@ -173,17 +171,36 @@ _MAX_RUNNING = func.coalesce(
     select(_KEY_OF_JOB.c.max_running).where(_KEY_OF_JOB.c.id == jobs.c.key_id).scalar_subquery(),
     bindparam("default_max_running", type_=Integer()),
 )
-_MAY_RUN_MORE = case(
-    (_MAX_RUNNING.is_(None), True),
-    else_=select(func.count())
+_RUNNING_COUNT = (
+    select(func.count())
     .select_from(_RUNNING_OF_KEY)
     .where(
         _RUNNING_OF_KEY.c.key_id == jobs.c.key_id,
         _RUNNING_OF_KEY.c.state == JobState.RUNNING,
     )
     .scalar_subquery()
-    < _MAX_RUNNING,
 )
+# Whether a queued job's key runs fewer jobs than it may (CASE: evaluated in order), as the
+# statement's snapshot sees it. On PostgreSQL two claims at the same instant see the same
+# count: there a deployment with limits claims in two steps (SqlJobStore._take_limited).
+_MAY_RUN_MORE = case((_MAX_RUNNING.is_(None), True), else_=_RUNNING_COUNT < _MAX_RUNNING)
+# PostgreSQL: claims of one limited key's jobs take turns on this lock of the key, held to
+# the claim's commit. Two-key advisory locks, in a space of their own (the other advisory
+# locks take one 64-bit key).
+_KEY_CLAIM_LOCKS = 0x72746B  # "rtk"
+_LOCK_KEY_CLAIMS = select(
+    func.pg_advisory_xact_lock(_KEY_CLAIM_LOCKS, func.hashtext(bindparam("lock_key")))
+)
+_RUNNING_OF = (
+    select(func.count())
+    .select_from(jobs)
+    .where(jobs.c.key_id == bindparam("lock_key"), jobs.c.state == JobState.RUNNING)
+)
+_ANY_KEY_LIMIT = select(api_keys.c.id).where(api_keys.c.max_running.is_not(None)).limit(1)
+# How long a claimer trusts its last look at whether any key has a running limit.
+LIMITS_CHECK_SECONDS = 1.0
+
+
 # The key's queued jobs, for its own cap: at most that many index entries.
 _KEY_QUEUED_COUNT = select(func.count()).select_from(jobs).where(_KEY_QUEUED)
 # Every queued job, for the queue cap: one row per coarse bucket.
@@ -201,11 +218,6 @@ _JOB_BY_ID = select(jobs).where(jobs.c.id == bindparam("job_id"))
 _GET_JOB = select(*_WITHOUT_INPUT, _QUEUE_POSITION).where(
     jobs.c.id == bindparam("job_id"), jobs.c.key_id == bindparam("key_id")
 )
-
-
-# The database server's clock, in the float seconds of the time columns. clock_timestamp(),
-# not now(): now() is frozen at the start of the transaction.
-_POSTGRES_NOW = cast(extract("epoch", func.clock_timestamp()), Float)
 
 
 def _notification(rows: FromClause) -> ColumnElement[Any]:
@@ -256,6 +268,15 @@ def _started_log(claimed: FromClause, *where: ColumnElement[bool]) -> Insert:
 
 
 _SQLITE_STARTED_LOG = _started_log(jobs, jobs.c.seq == bindparam("claimed_seq"))
+
+
+def give_up_deliveries(conn: Any, which: ColumnElement[bool], now: float) -> None:
+    """The pending webhook deliveries `which` selects end as failed: no attempt is made."""
+    conn.execute(
+        update(webhook_deliveries)
+        .where(which, webhook_deliveries.c.state == "pending")
+        .values(state="failed", finished_at=now, lease_expires_at=None)
+    )
 
 
 def _owned(job_id: str, key_id: str) -> ColumnElement[bool]:
@@ -381,10 +402,24 @@ class SqlJobStore:
         self._returning = bool(engine.dialect.update_returning)
         # The "now" of leases (see _lease_now), in the statements built once: bound on SQLite.
         self._clock: ColumnElement[float] = (
-            _POSTGRES_NOW if self._postgres else bindparam("clock", type_=Float())
+            POSTGRES_NOW if self._postgres else bindparam("clock", type_=Float())
         )
-        self._claim_any = self._claim_statement(by_endpoint=False)
-        self._claim_by_endpoint = self._claim_statement(by_endpoint=True)
+        self._claim_any = self._claim_statement(
+            self._queued_candidates(by_endpoint=False).scalar_subquery()
+        )
+        self._claim_by_endpoint = self._claim_statement(
+            self._queued_candidates(by_endpoint=True).scalar_subquery()
+        )
+        # PostgreSQL with running limits (see _take_limited).
+        self._claim_at = self._claim_statement(bindparam("at_seq", type_=Integer()))
+        self._limited_candidates = {
+            by_endpoint: self._queued_candidates(by_endpoint=by_endpoint)
+            .with_only_columns(jobs.c.seq, jobs.c.key_id, _MAX_RUNNING.label("max_running"))
+            .where(jobs.c.key_id.not_in(bindparam("passed", expanding=True)))
+            for by_endpoint in (False, True)
+        }
+        self._any_key_limit = False
+        self._limits_checked_until = 0.0
         self._any_expired = (
             select(jobs.c.seq)
             .where(jobs.c.state == JobState.RUNNING, jobs.c.lease_expires_at < self._clock)
@@ -521,7 +556,7 @@ class SqlJobStore:
         # waits for the first transaction and does nothing if it committed; the read below
         # sees that row (read committed: each statement sees what committed before it). If
         # this submit fails later (the queue is full), its transaction takes the key back.
-        insert = postgresql.insert if self._postgres else sqlite.insert
+        insert = dialect_insert(self.engine.dialect.name)
         conn.execute(
             insert(idempotency_keys)
             .values(
@@ -545,6 +580,23 @@ class SqlJobStore:
             raise IdempotencyConflict(seen.job_id)
         row = conn.execute(_GET_JOB, {"job_id": seen.job_id, "key_id": key_id}).one()
         return replace(Job.from_row(row), replayed=True)
+
+    def replay(self, key_id: str, idempotency: Idempotency) -> Job | None:
+        """The job an earlier submit made with this Idempotency-Key and request, within its
+        24 h, if any: what a submit with them would answer (replayed=True)."""
+        with self._reader.connect() as conn:
+            seen = conn.execute(
+                select(idempotency_keys.c.job_id).where(
+                    idempotency_keys.c.key_id == key_id,
+                    idempotency_keys.c.idempotency_key == idempotency.key,
+                    idempotency_keys.c.request_hash == idempotency.request_hash,
+                    idempotency_keys.c.created_at >= time.time() - IDEMPOTENCY_SECONDS,
+                )
+            ).scalar_one_or_none()
+            if seen is None:
+                return None
+            row = conn.execute(_GET_JOB, {"job_id": seen, "key_id": key_id}).one_or_none()
+        return None if row is None else replace(Job.from_row(row), replayed=True)
 
     def get(self, job_id: str, *, key_id: str) -> Job | None:
         if self._lean_get is not None:
@@ -609,39 +661,39 @@ class SqlJobStore:
             return None
         return Job.from_row(row), cancelled == 1
 
-    def end_work_of_revoked(self, conn: Any, key_ids: list[str], *, running_too: bool) -> None:
+    def end_work_of_revoked(self, conn: Any, key_ids: list[str], *, running_too: bool) -> list[str]:
         """In the transaction that revokes these keys (auth.keys.KeyStore.revoke): cancel
         their queued jobs (and with running_too, their running ones: the workers stop at the
         next step and can store nothing), each with a log line saying why, and give up their
         pending webhooks. No webhook is written for a revoked key's job from now on (see
-        _deliveries_for)."""
+        _deliveries_for). Returns the cancelled jobs that had started before (their earlier
+        attempts may have stored files, no one's outcome now)."""
         if not key_ids:
-            return
+            return []
         ending = [JobState.QUEUED, JobState.RUNNING] if running_too else [JobState.QUEUED]
         ended = and_(jobs.c.key_id.in_(key_ids), jobs.c.state.in_(ending))
-        job_ids = list(conn.execute(select(jobs.c.id).where(ended)).scalars())
         now = time.time()
-        if job_ids:
-            conn.execute(
-                update(jobs)
-                .where(jobs.c.id.in_(job_ids), jobs.c.state.in_(ending))
-                .values(
-                    **_CANCELLED,
-                    finished_at=now,
-                    error_message="cancelled: the API key that submitted it was revoked",
-                )
+        cancel = (
+            update(jobs)
+            .where(ended)
+            .values(
+                **_CANCELLED,
+                finished_at=now,
+                error_message="cancelled: the API key that submitted it was revoked",
             )
-            for job_id in job_ids:
-                self._log(conn, job_id, "warning", "cancelled: its API key was revoked")
-            self._notify(conn, job_ids)
-        conn.execute(
-            update(webhook_deliveries)
-            .where(
-                webhook_deliveries.c.key_id.in_(key_ids),
-                webhook_deliveries.c.state == "pending",
-            )
-            .values(state="failed", finished_at=now, lease_expires_at=None)
         )
+        if self._returning:
+            # The rows this statement changed, not a read before it that a claim may outrun.
+            cancelled = conn.execute(cancel.returning(jobs.c.id, jobs.c.attempts)).all()
+        else:  # SQLite before 3.35: the write lock keeps the read and the update together
+            cancelled = conn.execute(select(jobs.c.id, jobs.c.attempts).where(ended)).all()
+            conn.execute(cancel)
+        job_ids = [job_id for job_id, _ in cancelled]
+        for job_id in job_ids:
+            self._log(conn, job_id, "warning", "cancelled: its API key was revoked")
+        self._notify(conn, job_ids)
+        give_up_deliveries(conn, webhook_deliveries.c.key_id.in_(key_ids), now)
+        return [job_id for job_id, attempts in cancelled if attempts > 0]
 
     # --- worker side ----------------------------------------------------------------
 
@@ -680,20 +732,23 @@ class SqlJobStore:
             given_up(reaped.failed)
         return reaped
 
-    def _claim_statement(self, *, by_endpoint: bool) -> Executable:
-        """The claim of the oldest queued job (of the bound `endpoints`), returning its row
-        as it is now: running, under the bound `token`. PostgreSQL: with its log line and
-        its notification, in one statement."""
+    def _queued_candidates(self, *, by_endpoint: bool) -> Select[Any]:
+        """The next queued job (of the bound `endpoints`) whose key may run one more, by the
+        statement's snapshot, locked. SQLite: the write lock is held from BEGIN IMMEDIATE,
+        so no other claimer sees this row as queued. PostgreSQL: the row is locked, and
+        other claimers skip it and take the next one instead of waiting."""
         queued = select(jobs.c.seq).where(jobs.c.state == JobState.QUEUED, _MAY_RUN_MORE)
         if by_endpoint:
             queued = queued.where(jobs.c.endpoint.in_(bindparam("endpoints", expanding=True)))
-        # SQLite: the write lock is held from BEGIN IMMEDIATE, so no other claimer sees this
-        # row as queued. PostgreSQL: the row is locked, and other claimers skip it and take
-        # the next one instead of waiting.
-        oldest = queued.order_by(*_QUEUE_ORDER).limit(1).with_for_update(skip_locked=True)
+        return queued.order_by(*_QUEUE_ORDER).limit(1).with_for_update(skip_locked=True, of=jobs)
+
+    def _claim_statement(self, target: ColumnElement[int]) -> Executable:
+        """The claim of the queued job at seq `target`, returning its row as it is now:
+        running, under the bound `token`. PostgreSQL: with its log line and its
+        notification, in one statement."""
         take = (
             update(jobs)
-            .where(jobs.c.seq == oldest.scalar_subquery())
+            .where(jobs.c.seq == target, jobs.c.state == JobState.QUEUED)
             .values(
                 state=JobState.RUNNING,
                 attempts=jobs.c.attempts + 1,
@@ -711,6 +766,39 @@ class SqlJobStore:
         claimed = take.returning(*jobs.c).cte("claimed")
         return select(claimed, _notification(claimed)).add_cte(_started_log(claimed).cte("log"))
 
+    def _limits_apply(self) -> bool:
+        """PostgreSQL: whether some key may have a running limit (the default, or a key's
+        own), looked up at most once per LIMITS_CHECK_SECONDS."""
+        if self.default_max_running is not None:
+            return True
+        now = time.monotonic()
+        if now >= self._limits_checked_until:
+            with self._reader.connect() as conn:
+                self._any_key_limit = conn.execute(_ANY_KEY_LIMIT).first() is not None
+            self._limits_checked_until = now + LIMITS_CHECK_SECONDS
+        return self._any_key_limit
+
+    def _take_limited(self, params: dict[str, Any], by_endpoint: bool) -> Any:
+        """PostgreSQL with running limits: the claim in two steps, in one transaction. Take
+        the next candidate's row lock; if its key has a limit, take the key's claim lock
+        (waiting for another claim of that key to commit) and count its running jobs again
+        in a snapshot after that commit; claim it if it may run one more, else pass the key
+        by and look at the next candidate."""
+        candidates = self._limited_candidates[by_endpoint]
+        passed: list[str] = []
+        with self._writer.begin() as conn:
+            while True:
+                found = conn.execute(candidates, {**params, "passed": passed}).first()
+                if found is None:
+                    return None
+                if found.max_running is not None:
+                    lock = {"lock_key": found.key_id}
+                    conn.execute(_LOCK_KEY_CLAIMS, lock)
+                    if conn.execute(_RUNNING_OF, lock).scalar_one() >= found.max_running:
+                        passed.append(found.key_id)
+                        continue
+                return conn.execute(self._claim_at, {**params, "at_seq": found.seq}).one()
+
     def _take_oldest(
         self, worker_id: str, lease_seconds: float, endpoints: Sequence[str] | None
     ) -> Claim | None:
@@ -726,7 +814,9 @@ class SqlJobStore:
             "default_max_running": self.default_max_running,
         }
         statement = self._claim_any if endpoints is None else self._claim_by_endpoint
-        if self._postgres:
+        if self._postgres and self._limits_apply():
+            row = self._take_limited(params, by_endpoint=endpoints is not None)
+        elif self._postgres:
             with self._one_statement.connect() as conn:
                 row = conn.execute(statement, params).one_or_none()
         else:
@@ -774,7 +864,7 @@ class SqlJobStore:
         """The "now" of leases: the database server's clock on PostgreSQL, where workers on
         several hosts (each with its own clock) renew and reap the same leases; the local
         clock on SQLite, whose processes all run on one host."""
-        return _POSTGRES_NOW if self._postgres else time.time()
+        return POSTGRES_NOW if self._postgres else time.time()
 
     def _notify(self, conn: Any, job_ids: list[str]) -> None:
         """Wake the waiters of these jobs once this transaction commits, after its writes to
@@ -1044,7 +1134,7 @@ class SqlJobStore:
     def _lease_time(self, conn: Any) -> float:
         """_lease_now() as a number, for a lease handed back to the caller."""
         if self._postgres:
-            return float(conn.execute(select(_POSTGRES_NOW)).scalar_one())
+            return float(conn.execute(select(POSTGRES_NOW)).scalar_one())
         return time.time()
 
     def change_token(self) -> int:

@@ -72,6 +72,11 @@ class RequestStore(Protocol):
         request hash matches, IdempotencyConflict when it does not."""
         ...
 
+    def replay(self, key_id: str, idempotency: Idempotency) -> Job | None:
+        """The job a submit with this Idempotency-Key and request would answer again (an
+        earlier one's, replayed=True), or None when it would make a new one."""
+        ...
+
     def list_jobs(
         self,
         *,
@@ -102,9 +107,10 @@ class RequestStore(Protocol):
         any key with any_key: an admin's cancel)."""
         ...
 
-    def end_work_of_revoked(self, conn: Any, key_ids: list[str], *, running_too: bool) -> None:
+    def end_work_of_revoked(self, conn: Any, key_ids: list[str], *, running_too: bool) -> list[str]:
         """In the transaction (`conn`) that revokes these keys: cancel their queued jobs (and
-        running ones with running_too) and give up their pending webhooks."""
+        running ones with running_too) and give up their pending webhooks. Returns the
+        cancelled jobs that had started (files of earlier attempts may remain)."""
         ...
 
     def logs(self, job_id: str) -> list[LogLine]: ...

@@ -21,7 +21,7 @@ CHUNK_BYTES: Final = 256 * 1024
 # A full disk or an exhausted quota: the operating system's, SQLite's ("database or disk is
 # full") and PostgreSQL's (disk_full, out_of_memory is not this).
 _FULL_ERRNOS: Final = frozenset({errno.ENOSPC, errno.EDQUOT})
-_POSTGRES_DISK_FULL: Final = "53100"
+POSTGRES_DISK_FULL: Final = "53100"
 
 
 class StorageFull(OSError):
@@ -44,7 +44,7 @@ def is_storage_full(error: BaseException) -> bool:
     if isinstance(orig, sqlite3.Error):
         code = getattr(orig, "sqlite_errorcode", None)
         return code is not None and code & 0xFF == sqlite3.SQLITE_FULL
-    return orig is not None and getattr(orig, "sqlstate", None) == _POSTGRES_DISK_FULL
+    return orig is not None and getattr(orig, "sqlstate", None) == POSTGRES_DISK_FULL
 
 
 def is_valid_name(name: str) -> bool:

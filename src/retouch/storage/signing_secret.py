@@ -19,9 +19,8 @@ from pathlib import Path
 
 from pydantic import SecretStr
 from sqlalchemy import Engine, select
-from sqlalchemy.dialects import postgresql, sqlite
 
-from retouch.jobs.database import writer
+from retouch.jobs.database import dialect_insert, writer
 from retouch.jobs.schema import service_secrets
 from retouch.storage.signing import MIN_SECRET_BYTES
 
@@ -84,7 +83,7 @@ def _read_legacy(path: Path) -> bytes | None:
 
 def _store_once(engine: Engine, secret: bytes) -> str:
     """Insert `secret` unless a secret is stored already; the stored one, whoever won."""
-    insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+    insert = dialect_insert(engine.dialect.name)
     with writer(engine).begin() as conn:
         conn.execute(
             insert(service_secrets)

@@ -130,3 +130,42 @@ def test_two_api_processes_share_one_rate(limited: InProcessServer) -> None:
             assert_limited(other.submit(BODY), "3/minute")
     finally:
         services.close()
+
+
+def test_replays_and_refused_submits_do_not_use_up_the_rate(limited: InProcessServer) -> None:
+    api = limited.api()
+    keyed = {"Idempotency-Key": "first", **api.headers}
+    url = f"{api.base}/v1/models/google/nano-banana-2/edit"
+    first = api.http.post(url, json=BODY, headers=keyed)
+    assert first.status_code == 200
+    for _ in range(4):  # retries of the same request: answered again, not counted
+        again = api.http.post(url, json=BODY, headers=keyed)
+        assert again.status_code == 200 and again.headers["Idempotent-Replayed"] == "true"
+    api.submit_ok(BODY)
+    api.submit_ok(BODY)
+    assert_limited(api.submit(BODY), "3/minute")
+    # Over the rate, a retry of an accepted request still gets its job back.
+    late = api.http.post(url, json=BODY, headers=keyed)
+    assert late.status_code == 200 and late.json()["request_id"] == first.json()["request_id"]
+
+    # Submits a queue cap refused leave the rate as it was.
+    capped = limited.api(
+        limited.services.keys.create(
+            "capped", limits=KeyLimits(max_queued=1, submit_rate="3/minute")
+        )[1]
+    )
+    capped.submit_ok(BODY)
+    for _ in range(4):
+        assert_limited(capped.submit(BODY), "queued-jobs limit")
+    limited.services.keys.edit("capped", max_queued=10)
+    limited.services.keys._records.clear()
+    capped.submit_ok(BODY)
+    capped.submit_ok(BODY)
+    assert_limited(capped.submit(BODY), "rate limit")
+
+
+def test_a_keys_limits_must_be_at_least_one(limited: InProcessServer) -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        limited.services.keys.create("none", limits=KeyLimits(max_running=0))
+    with pytest.raises(ValueError, match="at least 1"):
+        limited.services.keys.edit("default", max_queued=0)

@@ -5,14 +5,18 @@ backends."""
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from sqlalchemy import update
 
+from retouch.contract.states import JobState
 from retouch.jobs.database import writer
 from retouch.jobs.models import KeyQueueFull, QueueFull
-from retouch.jobs.schema import api_keys
+from retouch.jobs.schema import api_keys, jobs
 from retouch.jobs.sql_store import SqlJobStore
 
+from ..databases import open_at
 from .test_queue_position import assert_exact
 
 A, B, C = "key-a", "key-b", "key-c"
@@ -141,3 +145,44 @@ def test_the_default_running_limit_applies_to_keys_without_their_own(
     while (claim := store.claim(worker_id="w", lease_seconds=60)) is not None:
         taken.append(claim.job.key_id)
     assert sorted(taken) == [A, A, B, B, B]
+
+
+def test_concurrent_claims_keep_a_keys_running_limit(database_url: str) -> None:
+    """Idle workers all wake on the same submit: claiming at once, they still start only as
+    many of a key's jobs as it may run."""
+    stores = [open_at(database_url) for _ in range(4)]
+    try:
+        set_max_running(stores[0], A, 1)
+        for _ in range(8):
+            submit(stores[0], A)
+        for round_number in range(5):
+            start = threading.Barrier(8)
+            taken: list[str] = []
+
+            def claim(
+                index: int, start: threading.Barrier = start, taken: list[str] = taken
+            ) -> None:
+                start.wait()
+                claimed = stores[index % 4].claim(worker_id=f"w{index}", lease_seconds=60)
+                if claimed is not None:
+                    taken.append(claimed.job.id)
+
+            threads = [threading.Thread(target=claim, args=(n,)) for n in range(8)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(30)
+            running = [
+                job
+                for job in stores[0].list_jobs(key_id=A, limit=100).jobs
+                if job.state is JobState.RUNNING
+            ]
+            assert len(running) == 1, (round_number, taken)
+            [job] = running  # finished, so the next round may start one
+            with writer(stores[0].engine).begin() as conn:
+                conn.execute(
+                    update(jobs).where(jobs.c.id == job.id).values(state=JobState.SUCCEEDED)
+                )
+    finally:
+        for store in stores:
+            store.close()

@@ -163,3 +163,23 @@ def count_queued(column: str) -> None:
         f"SELECT level, {column} / size, count(*) FROM jobs CROSS JOIN {LEVELS_SQL} "
         f"WHERE state = {QUEUED} GROUP BY level, {column} / size"
     )
+
+
+def _postgres() -> bool:
+    return bool(op.get_bind().dialect.name == "postgresql")
+
+
+def create_triggers(column: str) -> None:
+    """The triggers of this database's dialect, counting by `column`."""
+    if _postgres():
+        create_postgres_function(column)
+        create_postgres_triggers()
+    else:
+        create_sqlite_triggers(column)
+
+
+def drop_triggers() -> None:
+    if _postgres():
+        drop_postgres_triggers()
+    else:
+        drop_sqlite_triggers()

@@ -30,17 +30,10 @@ def upgrade() -> None:
     # Triggers first, then the count of the jobs already queued: on PostgreSQL creating a
     # trigger locks jobs against writes until this migration commits, and SQLite's write
     # lock is held throughout, so no job moves between the two.
-    if op.get_bind().dialect.name == "postgresql":
-        triggers.create_postgres_function("seq")
-        triggers.create_postgres_triggers()
-    else:
-        triggers.create_sqlite_triggers("seq")
+    triggers.create_triggers("seq")
     triggers.count_queued("seq")
 
 
 def downgrade() -> None:
-    if op.get_bind().dialect.name == "postgresql":
-        triggers.drop_postgres_triggers()
-    else:
-        triggers.drop_sqlite_triggers()
+    triggers.drop_triggers()
     op.drop_table("queue_buckets")

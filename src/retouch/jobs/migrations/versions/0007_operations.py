@@ -34,26 +34,21 @@ _JOB_COLUMNS = (
 
 
 def upgrade() -> None:
-    postgres = op.get_bind().dialect.name == "postgresql"
     # Plain ALTER TABLE … ADD COLUMN, not a batch (SQLite's batch copies the table, which
     # would drop its triggers).
     for column in _KEY_COLUMNS:
         op.add_column("api_keys", column)
     for column in _JOB_COLUMNS:
         op.add_column("jobs", column)
-    # The buckets count rounds from now on. Jobs queued before keep their order: their round
-    # is their seq (later submits join from the head of the queue, see SqlJobStore.submit).
-    if postgres:
-        triggers.drop_postgres_triggers()
-    else:
-        triggers.drop_sqlite_triggers()
-    op.execute("UPDATE jobs SET queue_round = seq")
+    # The buckets count rounds from now on. Jobs queued (or running) before keep their order:
+    # their round is their seq (later submits join from the head of the queue, see
+    # SqlJobStore.submit). Finished jobs' rounds play no part: they are left at 0, so the
+    # migration does not rewrite the whole table. Stop every process of the old version
+    # first: its submits would write round 0, at the head of the queue.
+    triggers.drop_triggers()
+    op.execute("UPDATE jobs SET queue_round = seq WHERE state IN ('queued', 'running')")
     op.execute("DELETE FROM queue_buckets")
-    if postgres:
-        triggers.create_postgres_function("queue_round")
-        triggers.create_postgres_triggers()
-    else:
-        triggers.create_sqlite_triggers("queue_round")
+    triggers.create_triggers("queue_round")
     triggers.count_queued("queue_round")
     op.drop_index("ix_jobs_state_seq", "jobs")
     op.create_index("ix_jobs_state_round", "jobs", ["state", "queue_round", "seq"])
@@ -84,17 +79,13 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    postgres = op.get_bind().dialect.name == "postgresql"
     for table in ("leases", "rate_limits", "uploads"):
         op.drop_table(table)
     op.drop_index("ix_jobs_finished_at", "jobs")
     op.drop_index("ix_jobs_key_state_round", "jobs")
     op.drop_index("ix_jobs_state_round", "jobs")
     op.create_index("ix_jobs_state_seq", "jobs", ["state", "seq"])
-    if postgres:
-        triggers.drop_postgres_triggers()
-    else:
-        triggers.drop_sqlite_triggers()
+    triggers.drop_triggers()
     # Columns first: SQLite's batch copies the table, which would drop triggers made before.
     with op.batch_alter_table("jobs") as batch:
         for column in _JOB_COLUMNS:
@@ -103,9 +94,5 @@ def downgrade() -> None:
         for column in _KEY_COLUMNS:
             batch.drop_column(column.name)
     op.execute("DELETE FROM queue_buckets")
-    if postgres:
-        triggers.create_postgres_function("seq")
-        triggers.create_postgres_triggers()
-    else:
-        triggers.create_sqlite_triggers("seq")
+    triggers.create_triggers("seq")
     triggers.count_queued("seq")
