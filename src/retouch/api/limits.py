@@ -7,16 +7,16 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
+from typing import Any
 
-from starlette.concurrency import run_in_threadpool
-
-from retouch.api.dependencies import key_record, store_read
+from retouch.api.dependencies import key_record
 from retouch.api.errors import ApiError
 from retouch.api.state import AppState
 from retouch.auth.keys import KeyRecord
 from retouch.contract.errors import RATE_LIMITED as RATE_LIMITED_CODE
-from retouch.jobs.models import Idempotency, KeyQueueFull
+from retouch.jobs.models import KeyQueueFull
+from retouch.jobs.rate_limits import SubmitRateExceeded
 from retouch.metrics.registry import RATE_LIMITED
 
 # Once a key's queue is full, a slot frees when one of its jobs starts: a few seconds.
@@ -34,47 +34,28 @@ def queued_cap(state: AppState, record: KeyRecord) -> int | None:
     return own if own is not None else (state.settings.key_max_queued or None)
 
 
-@dataclass(frozen=True)
-class Admission:
-    """A submit let through the key's rate: the key's queue cap for the store's submit, and
-    the rate it was counted against ("" when it was not counted)."""
-
-    key_id: str
-    queue_cap: int | None
-    counted_rate: str = ""
-
-    async def give_back(self, state: AppState) -> None:
-        """The submit made no job (a queue cap refused it, or it was a replay): uncount it."""
-        if self.counted_rate:
-            rates = state.rates
-            await run_in_threadpool(rates.give_back, self.key_id, self.counted_rate)
-
-
-async def admit_submit(state: AppState, key_id: str, idempotency: Idempotency | None) -> Admission:
-    """Count this submit against the key's rate: 429001 when over it. A retry that an
-    Idempotency-Key makes a replay of an earlier submit is not counted (its answer is the
-    earlier job's, whatever the rate)."""
+async def submit_admission(
+    state: AppState, key_id: str
+) -> tuple[int | None, Callable[[Any], None] | None]:
+    """The key's queue cap, and what counts the submit against its rate in the submit's own
+    transaction (SqlJobStore.submit's `admit`; None when the key has no rate): a replay of
+    an Idempotency-Key is answered before it runs, and a refused submit counts nothing."""
     record = await key_record(state, key_id)
-    cap = queued_cap(state, record)
     rate = submit_rate(state, record)
-    if not rate:
-        return Admission(key_id, cap)
-    if idempotency is not None:
-        replay = functools.partial(state.store.replay, key_id, idempotency)
-        if await store_read(state, replay) is not None:
-            return Admission(key_id, cap)
-    wait = await run_in_threadpool(functools.partial(state.rates.hit, key_id, rate))
-    if wait is not None:
-        RATE_LIMITED.labels(limit="rate").inc()
-        seconds = max(1, math.ceil(wait))
-        raise ApiError(
-            429,
-            RATE_LIMITED_CODE,
-            f"rate limit: this key may submit {rate}; retry in {seconds} s (the key's "
-            "`--rate`, or RETOUCH_KEY_SUBMIT_RATE)",
-            headers={"Retry-After": str(seconds)},
-        )
-    return Admission(key_id, cap, rate)
+    admit = functools.partial(state.rates.admit, key_id=key_id, rate=rate) if rate else None
+    return queued_cap(state, record), admit
+
+
+def rate_exceeded(error: SubmitRateExceeded) -> ApiError:
+    RATE_LIMITED.labels(limit="rate").inc()
+    seconds = max(1, math.ceil(error.retry_after))
+    return ApiError(
+        429,
+        RATE_LIMITED_CODE,
+        f"rate limit: this key may submit {error.rate}; retry in {seconds} s (the key's "
+        "`--rate`, or RETOUCH_KEY_SUBMIT_RATE)",
+        headers={"Retry-After": str(seconds)},
+    )
 
 
 def key_queue_full(error: KeyQueueFull) -> ApiError:

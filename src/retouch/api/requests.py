@@ -33,7 +33,7 @@ from retouch.api.dependencies import (
     store_read,
 )
 from retouch.api.errors import ApiError, error_responses, invalid_input
-from retouch.api.limits import admit_submit, key_queue_full
+from retouch.api.limits import key_queue_full, rate_exceeded, submit_admission
 from retouch.api.state import AppState
 from retouch.api.stream import result_body, status_events, wait_for_end
 from retouch.contract.bodies import (
@@ -49,6 +49,7 @@ from retouch.contract.idempotency import PATTERN as IDEMPOTENCY_PATTERN
 from retouch.contract.inputs import INPUT_MODEL, input_schema
 from retouch.contract.states import STATUS_NAMES, CancelOutcomeName, JobState
 from retouch.jobs.models import Idempotency, IdempotencyConflict, Job, KeyQueueFull, QueueFull
+from retouch.jobs.rate_limits import SubmitRateExceeded
 from retouch.log_context import bind_request_id
 from retouch.responses import log_entries, retry_after
 
@@ -150,24 +151,24 @@ async def _submit(
         parse_submission, await request.body(), endpoint, key, hook, state
     )
     base = base_url(request, state)
-    admitted = await admit_submit(state, owner, idempotency)
+    queue_cap, admit = await submit_admission(state, owner)
     try:
         job = await run_in_threadpool(
-            state.store.submit,
-            key_id=owner,
-            endpoint=endpoint,
-            input=fields,
-            max_queued=state.settings.max_queued_jobs,
-            key_max_queued=admitted.queue_cap,
-            webhook_url=hook,
-            base_url=base,
-            idempotency=idempotency,
+            functools.partial(
+                state.store.submit,
+                key_id=owner,
+                endpoint=endpoint,
+                input=fields,
+                max_queued=state.settings.max_queued_jobs,
+                key_max_queued=queue_cap,
+                webhook_url=hook,
+                base_url=base,
+                idempotency=idempotency,
+                admit=admit,
+            )
         )
-    except (QueueFull, KeyQueueFull, IdempotencyConflict) as refused:
-        await admitted.give_back(state)  # no job was made: the rate does not count it
+    except (QueueFull, KeyQueueFull, IdempotencyConflict, SubmitRateExceeded) as refused:
         raise _refusal(refused, key) from None
-    if job.replayed:
-        await admitted.give_back(state)
     bind_request_id(job.id)
     headers = {"Idempotent-Replayed": "true"} if job.replayed else {}
     body: Submission | Result = state.responses.submitted(base, job)
@@ -181,6 +182,8 @@ async def _submit(
 
 def _refusal(refused: Exception, key: str | None) -> ApiError:
     """The answer to a submit the store refused."""
+    if isinstance(refused, SubmitRateExceeded):
+        return rate_exceeded(refused)
     if isinstance(refused, KeyQueueFull):
         return key_queue_full(refused)
     if isinstance(refused, IdempotencyConflict):

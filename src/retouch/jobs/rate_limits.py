@@ -5,13 +5,16 @@ Storage interface over the database Retouch already has."""
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from limits import RateLimitItem, parse
 from limits.storage import Storage
 from limits.strategies import FixedWindowRateLimiter
-from sqlalchemy import Engine, Executable, Float, bindparam, case, delete, select, update
+from sqlalchemy import Engine, Executable, Float, bindparam, case, delete, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from retouch.jobs.database import dialect_insert, writer
@@ -48,7 +51,9 @@ def _increment(dialect: str) -> Executable:
 
 class SqlRateStorage(Storage):
     """`limits` counters in the rate_limits table. Times are this host's clock: hosts of one
-    deployment agree within far less than a window."""
+    deployment agree within far less than a window. Inside `within(conn)`, on this thread,
+    every counter read and write goes through that connection: the caller's transaction (a
+    submit's), so a submit it refuses or rolls back counts nothing."""
 
     # `limits` registers storages by URL scheme; this one is made directly, never by URL.
     STORAGE_SCHEME = ["retouch+sql"]  # noqa: RUF012 (the base class declares it a list)
@@ -60,36 +65,45 @@ class SqlRateStorage(Storage):
         self._clock = clock
         self._increment = _increment(engine.dialect.name)
         self._next_purge = 0.0
+        self._borrowed = threading.local()
 
     @property
     def base_exceptions(self) -> type[Exception]:
         return SQLAlchemyError
 
+    @contextlib.contextmanager
+    def within(self, conn: Any) -> Iterator[None]:
+        """Counters read and written in the transaction of `conn` while the block runs."""
+        self._borrowed.conn = conn
+        try:
+            yield
+        finally:
+            self._borrowed.conn = None
+
+    @contextlib.contextmanager
+    def _connection(self, *, write: bool) -> Iterator[Any]:
+        borrowed = getattr(self._borrowed, "conn", None)
+        if borrowed is not None:
+            yield borrowed
+        elif write:
+            with self._writer.begin() as conn:
+                yield conn
+        else:
+            with self.engine.connect() as conn:
+                yield conn
+
     def incr(self, key: str, expiry: int, amount: int = 1) -> int:
         now = self._clock()
         params = {"name": key, "amount": amount, "expiry": float(expiry), "now": now}
-        with self._writer.begin() as conn:
+        with self._connection(write=True) as conn:
             if now >= self._next_purge:
                 self._next_purge = now + _PURGE_SECONDS
                 conn.execute(delete(rate_limits).where(rate_limits.c.expires_at < now))
-            counted = conn.execute(self._increment, params).one()  # type: ignore[call-overload]
+            counted = conn.execute(self._increment, params).one()
         return int(counted[0])
 
-    def decrement(self, key: str) -> None:
-        """One less in the counter's current window (never below 0; nothing once it ended)."""
-        with self._writer.begin() as conn:
-            conn.execute(
-                update(rate_limits)
-                .where(
-                    rate_limits.c.name == key,
-                    rate_limits.c.expires_at > self._clock(),
-                    rate_limits.c.count > 0,
-                )
-                .values(count=rate_limits.c.count - 1)
-            )
-
     def _window(self, key: str) -> tuple[int, float] | None:
-        with self.engine.connect() as conn:
+        with self._connection(write=False) as conn:
             row = conn.execute(
                 select(rate_limits.c.count, rate_limits.c.expires_at).where(
                     rate_limits.c.name == key
@@ -117,13 +131,22 @@ class SqlRateStorage(Storage):
         return True
 
     def reset(self) -> int | None:
-        with self._writer.begin() as conn:
+        with self._connection(write=True) as conn:
             deleted: int = conn.execute(delete(rate_limits)).rowcount
         return deleted
 
     def clear(self, key: str) -> None:
-        with self._writer.begin() as conn:
+        with self._connection(write=True) as conn:
             conn.execute(delete(rate_limits).where(rate_limits.c.name == key))
+
+
+class SubmitRateExceeded(Exception):
+    """A submit over its key's rate; `retry_after` is the seconds until the window ends."""
+
+    def __init__(self, rate: str, retry_after: float) -> None:
+        super().__init__(f"over the rate {rate}")
+        self.rate = rate
+        self.retry_after = retry_after
 
 
 class SubmitRates:
@@ -147,10 +170,13 @@ class SubmitRates:
         reset = self._limiter.get_window_stats(item, "submit", key_id).reset_time
         return max(reset - self._clock(), 0.0)
 
-    def give_back(self, key_id: str, rate: str) -> None:
-        """Uncount a submit `hit` counted that made no job (refused by a queue cap, or an
-        Idempotency-Key's replay), while its window lasts."""
-        self._storage.decrement(self._parsed[rate].key_for("submit", key_id))
+    def admit(self, conn: Any, key_id: str, rate: str) -> None:
+        """Count a submit in the transaction of `conn` (the submit's own: see
+        SqlJobStore.submit's `admit`); SubmitRateExceeded when it is over `rate`."""
+        with self._storage.within(conn):
+            wait = self.hit(key_id, rate)
+        if wait is not None:
+            raise SubmitRateExceeded(rate, wait)
 
 
 def check_rate(rate: str) -> str:

@@ -493,8 +493,12 @@ class SqlJobStore:
         webhook_url: str | None = None,
         base_url: str | None = None,
         idempotency: Idempotency | None = None,
+        admit: Callable[[Any], None] | None = None,
     ) -> Job:
-        """The new job's queue_round makes the queue fair across keys: see _NEW_ROUND."""
+        """The new job's queue_round makes the queue fair across keys: see _NEW_ROUND.
+        `admit` is called with the transaction's connection once the submit is known not to
+        be a replay, before the caps are counted; it may raise to refuse the submit, and
+        whatever it wrote is rolled back with a refused one (the key's rate counter)."""
         job_id = str(uuid.uuid4())
         now = time.time()
         # Built before the transaction: on SQLite every writer of the process waits while
@@ -517,6 +521,8 @@ class SqlJobStore:
                 original = self._idempotent_original(conn, key_id, idempotency, job_id, now)
                 if original is not None:
                     return original
+            if admit is not None:
+                admit(conn)
             if self._postgres:
                 # Submits take turns from here to their commit, so each counts every job
                 # queued before it and the cap holds exactly (SQLite's write lock does the
@@ -580,23 +586,6 @@ class SqlJobStore:
             raise IdempotencyConflict(seen.job_id)
         row = conn.execute(_GET_JOB, {"job_id": seen.job_id, "key_id": key_id}).one()
         return replace(Job.from_row(row), replayed=True)
-
-    def replay(self, key_id: str, idempotency: Idempotency) -> Job | None:
-        """The job an earlier submit made with this Idempotency-Key and request, within its
-        24 h, if any: what a submit with them would answer (replayed=True)."""
-        with self._reader.connect() as conn:
-            seen = conn.execute(
-                select(idempotency_keys.c.job_id).where(
-                    idempotency_keys.c.key_id == key_id,
-                    idempotency_keys.c.idempotency_key == idempotency.key,
-                    idempotency_keys.c.request_hash == idempotency.request_hash,
-                    idempotency_keys.c.created_at >= time.time() - IDEMPOTENCY_SECONDS,
-                )
-            ).scalar_one_or_none()
-            if seen is None:
-                return None
-            row = conn.execute(_GET_JOB, {"job_id": seen, "key_id": key_id}).one_or_none()
-        return None if row is None else replace(Job.from_row(row), replayed=True)
 
     def get(self, job_id: str, *, key_id: str) -> Job | None:
         if self._lean_get is not None:

@@ -64,17 +64,14 @@ class RequestStore(Protocol):
         webhook_url: str | None = None,
         base_url: str | None = None,
         idempotency: Idempotency | None = None,
+        admit: Callable[[Any], None] | None = None,
     ) -> Job:
-        """Store a new queued job; raises QueueFull when max_queued jobs already wait, and
-        KeyQueueFull when key_max_queued of this key's do. Jobs are claimed fairly across
-        keys (round robin), then oldest first. With an
-        idempotency key seen in the last 24 h: the original job (replayed=True) when the
-        request hash matches, IdempotencyConflict when it does not."""
-        ...
-
-    def replay(self, key_id: str, idempotency: Idempotency) -> Job | None:
-        """The job a submit with this Idempotency-Key and request would answer again (an
-        earlier one's, replayed=True), or None when it would make a new one."""
+        """Store a new queued job; `admit(conn)` runs in its transaction before the caps (a
+        key's rate: it may raise, and a refused submit writes nothing); raises QueueFull
+        when max_queued jobs already wait, and KeyQueueFull when key_max_queued of this
+        key's do. Jobs are claimed fairly across keys (round robin), then oldest first.
+        With an idempotency key seen in the last 24 h: the original job (replayed=True) when
+        the request hash matches, IdempotencyConflict when it does not."""
         ...
 
     def list_jobs(
