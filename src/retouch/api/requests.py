@@ -51,6 +51,7 @@ from retouch.contract.states import STATUS_NAMES, CancelOutcomeName, JobState
 from retouch.jobs.models import Idempotency, IdempotencyConflict, Job, KeyQueueFull, QueueFull
 from retouch.jobs.rate_limits import SubmitRateExceeded
 from retouch.log_context import bind_request_id
+from retouch.metrics.registry import job_cancelled
 from retouch.responses import log_entries, retry_after
 
 router = APIRouter(tags=["requests"])
@@ -394,6 +395,8 @@ async def cancel_request(request_id: str, caller: Authenticated) -> Response:
     if job.expired_at is not None:  # never cancelled now: retention only takes ended jobs
         raise await run_in_threadpool(request_expired, state, job)
     bind_request_id(job.id)
+    if cancelled_now:
+        job_cancelled(job.endpoint)
     if cancelled_now and job.attempts > 0:
         # An earlier attempt was killed after storing files (or, with cancel_running, the
         # running one is stopping): no attempt will finish now, so they are no one's outcome.

@@ -97,3 +97,8 @@ def job_succeeded(endpoint: str, timings: dict[str, float]) -> None:
 
 def job_failed(endpoint: str, code: str) -> None:
     JOBS_FINISHED.labels(endpoint=endpoint, outcome="failed", code=code).inc()
+
+
+def job_cancelled(endpoint: str) -> None:
+    """A job cancelled (by its client, an admin, or its key's revocation)."""
+    JOBS_FINISHED.labels(endpoint=endpoint, outcome="cancelled", code="").inc()

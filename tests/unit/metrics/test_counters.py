@@ -20,7 +20,7 @@ from retouch.metrics.multiprocess import serve_worker_metrics
 from retouch.metrics.registry import RATE_LIMITED
 from webhook_receiver import QUICK_RETRIES, secret, submitted, wait_for_webhook, webhook_receiver
 
-from ..inprocess import InProcessServer, in_process_server
+from ..inprocess import SQUARE_PNG, InProcessServer, in_process_server
 from .metrics_support import Scrape, scrape
 
 EDIT = "google/nano-banana-2/edit"
@@ -31,6 +31,7 @@ DURATION_COUNT = "retouch_http_request_duration_seconds_count"
 FINISHED = "retouch_jobs_finished_total"
 STAGE_COUNT = "retouch_job_stage_duration_seconds_count"
 STAGE_SUM = "retouch_job_stage_duration_seconds_sum"
+HELD_IMAGE = "data:image/png;base64," + SQUARE_PNG
 STAGES = ("fetch", "moderation", "engine", "resize", "encode", "store", "job")
 
 
@@ -109,6 +110,17 @@ def test_job_outcomes_and_stage_durations(
     timings = api.result(done[0]).json()["timings"]
     assert {"encode_s", "store_s", "encode_store_s"} <= set(timings)
     assert delta(STAGE_SUM, endpoint=EDIT, stage="job") >= timings["job_s"]
+
+
+def test_cancelled_jobs_are_counted(server: InProcessServer, api: Api) -> None:
+    before = scraped(server)
+    with server.held_job(api):
+        queued = api.submit_ok({"prompt": "x", "image_urls": [HELD_IMAGE]})
+        assert api.cancel(queued).json()["outcome"] == "cancelled"
+        assert api.cancel(queued).json()["outcome"] == "cancelled"  # counted once
+    after = scraped(server)
+    labels = {"endpoint": EDIT, "outcome": "cancelled", "code": ""}
+    assert after.value(FINISHED, **labels) - before.value(FINISHED, **labels) == 1
 
 
 def test_webhook_deliveries_by_outcome(
