@@ -118,26 +118,17 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     """Build the worker, run one job; the figures as a dict (printed as JSON by main)."""
     from retouch.config import Settings
     from retouch.contract.nano_banana_edit import NanoBananaEditInput
-    from retouch.engine.registry import load_engine
-    from retouch.served_endpoints import Endpoint, load_endpoints
+    from retouch.served_endpoints import load_endpoints
     from retouch.services import open_services
     from retouch.worker import edit_job
-    from retouch.worker.runner import ResidentEngines, build_worker
+    from retouch.worker.runner import build_worker, loaded_engines
 
     overrides: dict[str, Any] = {"data_dir": Path(spec["data_dir"])}
     settings = Settings(**overrides)  # and RETOUCH_* from the environment, as the CLI reads them
     services = open_services(settings)
     endpoints = load_endpoints(settings)
 
-    def load(served: Endpoint) -> Any:
-        return load_engine(
-            served.engine, served.model, models_dir=settings.models_dir, options=served.options
-        )
-
-    pool = ResidentEngines(load)
-    for served in endpoints:
-        pool.get(served)
-    worker = build_worker(settings, services, endpoints, pool)
+    worker = build_worker(settings, services, endpoints, loaded_engines(settings, endpoints))
     figures: dict[str, Any] = {
         "budget_mp": settings.max_request_pixels / 1e6,
         "load_rss_mib": rss_mib(),

@@ -262,8 +262,7 @@ def worker_command(
     metrics_host: Annotated[str, typer.Option(help="Address of --metrics-port")] = "127.0.0.1",
 ) -> None:
     """Run one worker process against a data dir (one per GPU)."""
-    from retouch.engine.registry import load_engine
-    from retouch.worker.runner import ResidentEngines, build_worker
+    from retouch.worker.runner import build_worker, loaded_engines
 
     settings = load_settings(
         data_dir=data_dir, database_url=database_url, model=model, device=device, config=config
@@ -286,17 +285,7 @@ def worker_command(
 
         serve_worker_metrics(metrics_port, metrics_host)
 
-    def load(served: Endpoint) -> Any:
-        return load_engine(
-            served.engine, served.model, models_dir=settings.models_dir, options=served.options
-        )
-
-    pool = ResidentEngines(load)
-    # Load every served engine now, so the first request does not pay for it and a broken
-    # model fails at start, not on a user's job.
-    for served in endpoints:
-        pool.get(served)
-    runner = build_worker(settings, services, endpoints, pool)
+    runner = build_worker(settings, services, endpoints, loaded_engines(settings, endpoints))
     # Drains: no more claims, the running job finishes within RETOUCH_DRAIN_SECONDS or goes
     # back to the queue (at once on a second signal), then exit 0.
     for signum in (signal.SIGTERM, signal.SIGINT):

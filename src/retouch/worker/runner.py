@@ -188,6 +188,22 @@ class ResidentEngines:
         return self.engines[endpoint.id]
 
 
+def loaded_engines(settings: Settings, endpoints: list[Endpoint]) -> ResidentEngines:
+    """Every served endpoint's engine, loaded now, as `retouch worker` starts: the first
+    request does not pay for it, and a broken model fails at start, not on a user's job."""
+    from retouch.engine.registry import load_engine
+
+    def load(served: Endpoint) -> Engine:
+        return load_engine(
+            served.engine, served.model, models_dir=settings.models_dir, options=served.options
+        )
+
+    engines = ResidentEngines(load)
+    for served in endpoints:
+        engines.get(served)
+    return engines
+
+
 class Worker:
     def __init__(
         self,
