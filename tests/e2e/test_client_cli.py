@@ -160,6 +160,9 @@ def test_ctrl_c_exits_130_and_the_job_can_be_resumed(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # pytest-xdist's workers ignore SIGINT, and an ignored signal stays ignored in a
+        # child (Python then installs no KeyboardInterrupt handler): as a shell starts it.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     assert process.stderr is not None
     first = process.stderr.readline()  # the request id, printed once it is submitted
