@@ -150,6 +150,11 @@ def test_timeout_exits_6_and_wait_resumes(
     assert saved.returncode == 0 and len(json.loads(saved.stdout)["files"]) == 1
 
 
+def default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def test_ctrl_c_exits_130_and_the_job_can_be_resumed(
     env: dict[str, str], api: Api, image_server: ImageServer
 ) -> None:
@@ -160,9 +165,9 @@ def test_ctrl_c_exits_130_and_the_job_can_be_resumed(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        # pytest-xdist's workers ignore SIGINT, and an ignored signal stays ignored in a
-        # child (Python then installs no KeyboardInterrupt handler): as a shell starts it.
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        # As a shell starts it: SIGINT neither ignored nor blocked, which a child inherits
+        # from its parent (a test process may have either from what ran in it before).
+        preexec_fn=default_sigint,
     )
     assert process.stderr is not None
     first = process.stderr.readline()  # the request id, printed once it is submitted
