@@ -139,7 +139,7 @@ PageCursor = Annotated[
 def parse_cursor(cursor: str | None) -> int | None:
     """The seq a list's `cursor` query parameter names (None: the first page); 422 for
     anything this API did not hand out."""
-    if cursor is None or cursor == "":
+    if cursor is None:
         return None
     if not (re.fullmatch(CURSOR_PATTERN, cursor) and int(cursor) < 2**63):
         raise field_error("cursor", "not a cursor from this API: pass next_cursor as it came")

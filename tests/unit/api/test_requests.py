@@ -238,6 +238,7 @@ def test_request_list_is_newest_first_paginated_and_per_key(
         ({"limit": "0"}, "limit"),
         ({"limit": "101"}, "limit"),
         ({"cursor": "abc"}, "cursor"),
+        ({"cursor": ""}, "cursor"),
         ({"cursor": "\u00b2"}, "cursor"),
         ({"cursor": "9" * 23}, "cursor"),
         ({"cursor": "1" * 5000}, "cursor"),
