@@ -3,16 +3,22 @@
     from retouch.client import Client
 
     with Client() as client:  # RETOUCH_URL / RETOUCH_API_KEY, or the config file
-        result = client.run("make it snow", ["photo.jpg"], resolution="2K")
-        client.download(result, "out/")
+        handle = client.submit("google/nano-banana-2/edit", input={
+            "prompt": "make it snow", "image_urls": ["photo.jpg"], "resolution": "2K",
+        })
+        for event in handle.iter_events(with_logs=True):
+            print(event)
+        client.download(handle.result(), "out/")
 
-Imports only httpx, httpx-sse, pydantic, the standard library and the (torch-free) contract
-constants, so it is cheap to import anywhere."""
+Or on a default client: `retouch.client.run(endpoint, input={...})`. Imports only httpx,
+httpx-sse, pydantic, the standard library and the (torch-free) contract constants, so it is
+cheap to import anywhere."""
 
 from retouch.client.clients import AsyncClient, Client
 from retouch.client.config import ClientConfig, resolve_config
 from retouch.client.core import PollPolicy, RetryPolicy
 from retouch.client.errors import (
+    APIConnectionError,
     AuthenticationError,
     BadRequestError,
     ConfigurationError,
@@ -31,10 +37,15 @@ from retouch.client.errors import (
     ServerError,
     WaitTimeout,
 )
+from retouch.client.events import Completed, Event, InProgress, Queued
+from retouch.client.handles import AsyncRequestHandle, RequestHandle
+from retouch.client.images import to_data_uri
 from retouch.client.models import (
     CancelOutcome,
     EditFields,
+    Fetched,
     JobError,
+    LogEntry,
     Output,
     Progress,
     RequestList,
@@ -46,23 +57,46 @@ from retouch.client.models import (
     Upload,
     WebhookSecret,
 )
+from retouch.client.shortcuts import (
+    cancel,
+    default_client,
+    download,
+    edit,
+    get,
+    reset_default_client,
+    result,
+    run,
+    status,
+    submit,
+    upload,
+    wait,
+)
+from retouch.contract.inputs import DEFAULT_ENDPOINT
 
 __all__ = [
+    "DEFAULT_ENDPOINT",
+    "APIConnectionError",
     "AsyncClient",
+    "AsyncRequestHandle",
     "AuthenticationError",
     "BadRequestError",
     "CancelOutcome",
     "Client",
     "ClientConfig",
+    "Completed",
     "ConfigurationError",
     "ConflictError",
     "ConnectionError",
     "EditFields",
+    "Event",
+    "Fetched",
+    "InProgress",
     "InvalidApiKeyError",
     "InvalidInputError",
     "JobCancelled",
     "JobError",
     "JobFailed",
+    "LogEntry",
     "MissingApiKeyError",
     "NotFoundError",
     "Output",
@@ -70,7 +104,9 @@ __all__ = [
     "PermissionDeniedError",
     "PollPolicy",
     "Progress",
+    "Queued",
     "RateLimitError",
+    "RequestHandle",
     "RequestList",
     "RequestSummary",
     "Result",
@@ -83,5 +119,18 @@ __all__ = [
     "Upload",
     "WaitTimeout",
     "WebhookSecret",
+    "cancel",
+    "default_client",
+    "download",
+    "edit",
+    "get",
+    "reset_default_client",
     "resolve_config",
+    "result",
+    "run",
+    "status",
+    "submit",
+    "to_data_uri",
+    "upload",
+    "wait",
 ]

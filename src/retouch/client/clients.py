@@ -2,19 +2,24 @@
 
 Each operation is defined once, as a flow on `Core`; `_Operation` binds it to a client,
 whose only job is to perform the flow's effects: blocking for `Client`, awaited for
-`AsyncClient` (whose methods are coroutines)."""
+`AsyncClient` (whose methods are coroutines). A flow that emits events (`Core.events`) is
+iterated instead: the client's loop hands each emitted value to the caller."""
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Coroutine
-from typing import Any, Concatenate, Generic, ParamSpec, Self, TypeVar, overload
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
+from typing import Any, Concatenate, Generic, ParamSpec, Self, TypeVar, Unpack, overload
 
 import httpx
 
 from retouch.client.config import resolve_config
 from retouch.client.core import Core, PollPolicy, RetryPolicy
-from retouch.client.effects import Flow, FlowRunner
+from retouch.client.effects import Emit, Flow, FlowRunner
+from retouch.client.events import Event
+from retouch.client.handles import AsyncRequestHandle, RequestHandle
+from retouch.client.models import SubmitOptions
+from retouch.contract.inputs import DEFAULT_ENDPOINT
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -95,15 +100,17 @@ class _ClientBase(Generic[HttpT]):
     def _perform(self, flow: Flow[T]) -> Any:
         raise NotImplementedError
 
-    submit = _Operation(Core.submit)
     status = _Operation(Core.status)
     result = _Operation(Core.result)
+    fetch_status = _Operation(Core.fetch_status)
+    fetch_result = _Operation(Core.fetch_result)
     cancel = _Operation(Core.cancel)
     upload = _Operation(Core.upload)
     list_requests = _Operation(Core.list_requests)
     webhook_secret = _Operation(Core.webhook_secret)
     wait = _Operation(Core.wait)
     run = _Operation(Core.run)
+    edit = _Operation(Core.edit)
     prepare_images = _Operation(Core.prepare_images)
     download = _Operation(Core.download)
 
@@ -114,18 +121,45 @@ class Client(_ClientBase[httpx.Client]):
     def _new_http(self) -> httpx.Client:
         return httpx.Client()
 
-    def _perform(self, flow: Flow[T]) -> T:
-        runner = FlowRunner(flow)
+    def submit(
+        self,
+        endpoint: str = DEFAULT_ENDPOINT,
+        input: Mapping[str, Any] | None = None,
+        **options: Unpack[SubmitOptions],
+    ) -> RequestHandle:
+        submission = self._perform(self._core.submit(endpoint, input, **options))
+        return RequestHandle(self, submission.request_id, submission)
+
+    submit.__doc__ = Core.submit.__doc__
+
+    def get(self, request_id: str) -> RequestHandle:
+        """A handle of a request submitted before (or elsewhere); sends nothing."""
+        return RequestHandle(self, request_id)
+
+    def _steps(self, runner: FlowRunner[Any]) -> Iterator[Any]:
+        """Perform the flow's effects, yielding what it emits."""
         try:
             while (effect := runner.next()) is not None:
+                if isinstance(effect, Emit):
+                    runner.done(effect, None)
+                    yield effect.value
+                    continue
                 try:
                     runner.done(effect, effect.run(self._http))
                 except Exception as error:
                     runner.failed(error)
-            return runner.result
         finally:
             for response in runner.abandon():
                 response.close()
+
+    def _perform(self, flow: Flow[T]) -> T:
+        runner = FlowRunner(flow)
+        for _ in self._steps(runner):
+            pass
+        return runner.result
+
+    def _iterate(self, flow: Flow[None]) -> Iterator[Event]:
+        return self._steps(FlowRunner(flow))
 
     def close(self) -> None:
         if self._owns_http:
@@ -145,19 +179,46 @@ class AsyncClient(_ClientBase[httpx.AsyncClient]):
     def _new_http(self) -> httpx.AsyncClient:
         return httpx.AsyncClient()
 
-    async def _perform(self, flow: Flow[T]) -> T:
-        runner = FlowRunner(flow)
+    async def submit(
+        self,
+        endpoint: str = DEFAULT_ENDPOINT,
+        input: Mapping[str, Any] | None = None,
+        **options: Unpack[SubmitOptions],
+    ) -> AsyncRequestHandle:
+        submission = await self._perform(self._core.submit(endpoint, input, **options))
+        return AsyncRequestHandle(self, submission.request_id, submission)
+
+    submit.__doc__ = Core.submit.__doc__
+
+    def get(self, request_id: str) -> AsyncRequestHandle:
+        """A handle of a request submitted before (or elsewhere); sends nothing."""
+        return AsyncRequestHandle(self, request_id)
+
+    async def _steps(self, runner: FlowRunner[Any]) -> AsyncIterator[Any]:
+        """Perform the flow's effects, yielding what it emits."""
         try:
             while (effect := runner.next()) is not None:
+                if isinstance(effect, Emit):
+                    runner.done(effect, None)
+                    yield effect.value
+                    continue
                 try:
                     runner.done(effect, await effect.arun(self._http))
                 except Exception as error:
                     runner.failed(error)
-            return runner.result
         finally:
             # Also when the task is cancelled: an unclosed stream keeps a pooled connection.
             for response in runner.abandon():
                 await response.aclose()
+
+    async def _perform(self, flow: Flow[T]) -> T:
+        runner = FlowRunner(flow)
+        async for _ in self._steps(runner):
+            pass
+        return runner.result
+
+    def _iterate(self, flow: Flow[None]) -> AsyncIterator[Event]:
+        return self._steps(FlowRunner(flow))
 
     async def aclose(self) -> None:
         if self._owns_http:

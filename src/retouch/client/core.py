@@ -8,7 +8,7 @@ import mimetypes
 import random
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path, PurePosixPath
@@ -23,6 +23,8 @@ from retouch.client import errors, models
 from retouch.client.config import ClientConfig
 from retouch.client.effects import (
     Close,
+    Effect,
+    Emit,
     EventStream,
     Flow,
     NextEvent,
@@ -34,11 +36,14 @@ from retouch.client.effects import (
     Sleep,
     WriteFile,
 )
+from retouch.client.events import EventTracker
+from retouch.client.images import encode_image, is_pil_image
 from retouch.contract import idempotency
 from retouch.contract.errors import INVALID_INPUT, NOT_FOUND
 from retouch.contract.inputs import DEFAULT_ENDPOINT
 
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
 
 USER_AGENT = "retouch-python"
 # Answers worth retrying for a request that is safe to repeat: the server (or a proxy in
@@ -48,10 +53,7 @@ RETRY_STATUSES = frozenset({502, 503, 504})
 # most a wait can outlast its timeout by, per request.
 MIN_REQUEST_TIMEOUT = 0.5
 
-# An image given to run(): an http(s) or data: URL is sent as it is; anything else is a local
-# file, uploaded first.
-ImageInput = str | PathLike[str]
-OnSubmitted = Callable[[models.Submission], object]
+ImageInput = models.ImageInput
 OnUpdate = Callable[[models.Status], object]
 OnUpload = Callable[[models.Upload], object]
 OnFile = Callable[[Path], object]
@@ -119,27 +121,97 @@ class Deadline:
 
 
 class _Updates:
-    """Calls on_update once per change of a job's status, whichever way it was learned."""
+    """Performs `effect_of(status)` once per change of a job's status, whichever way it was
+    learned: a callback (wait's on_update) or an event handed to an iterator (iter_events)."""
 
-    def __init__(self, callback: OnUpdate | None) -> None:
-        self.callback = callback
+    def __init__(self, effect_of: Callable[[models.Status], Effect | None] | None) -> None:
+        self.effect_of = effect_of
         self.last: models.Status | None = None
+
+    @classmethod
+    def calling(cls, on_update: OnUpdate | None) -> _Updates:
+        if on_update is None:
+            return cls(None)
+        return cls(lambda status: Notify(on_update, status))
 
     def seen(self, status: models.Status) -> Flow[None]:
         before, self.last = self.last, status
-        if self.callback is None:
+        if self.effect_of is None:
             return
         if before is None or _progress_key(before) != _progress_key(status):
-            yield Notify(self.callback, status)
+            effect = self.effect_of(status)
+            if effect is not None:
+                yield effect
 
 
 def _progress_key(status: models.Status) -> tuple[object, ...]:
     progress = status.progress
-    return (status.status, status.queue_position, progress and (progress.step, progress.total))
+    return (
+        status.status,
+        status.queue_position,
+        progress and (progress.step, progress.total),
+        len(status.logs or ()),
+    )
 
 
-def is_url(image: ImageInput) -> bool:
+def is_url(image: object) -> bool:
     return isinstance(image, str) and image.lower().startswith(("http://", "https://", "data:"))
+
+
+def _is_path(image: object) -> bool:
+    return isinstance(image, str | PathLike)
+
+
+def _is_uploaded_as_bytes(image: object) -> bool:
+    return isinstance(image, bytes | bytearray | memoryview) or is_pil_image(image)
+
+
+def _logs_param(with_logs: bool) -> dict[str, str] | None:
+    return {"logs": "true"} if with_logs else None
+
+
+def check_endpoint_id(endpoint: object) -> str:
+    """The endpoint id without its outer slashes; TypeError/ValueError for what cannot be one
+    (the server answers 400001 for an id it does not serve)."""
+    if not isinstance(endpoint, str):
+        raise TypeError(f"endpoint must be an endpoint id (str), not {type(endpoint).__name__}")
+    cleaned = endpoint.strip("/")
+    if not cleaned or any(character.isspace() for character in cleaned):
+        raise ValueError(
+            f"endpoint {endpoint!r} is not an endpoint id such as {DEFAULT_ENDPOINT} "
+            "(GET /v1/models lists them); for a prompt and images write "
+            "client.edit(prompt, image_urls) or run(endpoint, input={...})"
+        )
+    return cleaned
+
+
+def merge_input(input: Mapping[str, Any] | None, fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The request body: the `input` mapping (the endpoint's input JSON, as is) and the
+    keyword fields; a field given both ways is refused rather than one silently winning."""
+    if input is not None and not isinstance(input, Mapping):
+        raise TypeError(
+            f"input must be a mapping of the endpoint's input fields (its JSON schema), not "
+            f"{type(input).__name__}; for a prompt and a list of images write "
+            "client.edit(prompt, image_urls)"
+        )
+    body = dict(input or {})
+    twice = sorted(set(body) & set(fields))
+    if twice:
+        raise TypeError(
+            f"{', '.join(twice)}: given both in input and as a keyword argument; give it once"
+        )
+    body.update(fields)
+    return body
+
+
+def _about(request_id: str, flow: Flow[T]) -> Flow[T]:
+    """`flow`, whose SDK errors name `request_id` (when they do not already)."""
+    try:
+        return (yield from flow)
+    except errors.RetouchError as error:
+        if error.request_id is None:
+            error.request_id = request_id
+        raise
 
 
 def new_idempotency_key() -> str:
@@ -324,22 +396,46 @@ class Core:
     # Operations -----------------------------------------------------------------------
 
     def submit(
-        self, prompt: str, image_urls: Sequence[str], **options: Unpack[models.SubmitOptions]
+        self,
+        endpoint: str = DEFAULT_ENDPOINT,
+        input: Mapping[str, Any] | None = None,
+        **options: Unpack[models.SubmitOptions],
     ) -> Flow[models.Submission]:
-        """Submit a job and return its request id at once. `image_urls` are URLs (http(s) or
-        data:); `run()` also takes local files. Retried after a connection error or a
-        502/503/504 only with an `idempotency_key` (the server then answers a repeat with
-        the original job instead of a second one). `webhook`: a URL the server notifies
-        when the job ends."""
-        endpoint = options.pop("endpoint", DEFAULT_ENDPOINT)
+        """Submit a request to `endpoint` and return at once (the clients wrap the
+        submission in a request handle). `input` is the endpoint's input JSON as is (as the
+        API page writes it); keyword fields (`prompt=`, `image_urls=`, `resolution=`...) may
+        stand for or add to it. Local paths, bytes and PIL images in `image_urls` are
+        uploaded first. Retried after a connection error or a 502/503/504 only with an
+        `idempotency_key` (the server then answers a repeat with the original job instead
+        of a second one). `webhook`: a URL the server notifies when the job ends."""
         idempotency_key = options.pop("idempotency_key", None)
-        check_idempotency_key(idempotency_key)
         webhook = options.pop("webhook", None)
-        body = {"prompt": prompt, "image_urls": list(image_urls), **options}
+        on_upload = options.pop("on_upload", None)
+        return (
+            yield from self._submit(
+                endpoint, input, dict(options), idempotency_key, webhook, on_upload
+            )
+        )
+
+    def _submit(
+        self,
+        endpoint: str,
+        input: Mapping[str, Any] | None,
+        fields: Mapping[str, Any],
+        idempotency_key: str | None,
+        webhook: str | None,
+        on_upload: OnUpload | None,
+    ) -> Flow[models.Submission]:
+        # Everything that can be refused here is, before the first upload.
+        endpoint = check_endpoint_id(endpoint)
+        check_idempotency_key(idempotency_key)
+        body = merge_input(input, fields)
+        if isinstance(body.get("image_urls"), list | tuple):
+            body["image_urls"] = yield from self.prepare_images(body["image_urls"], on_upload)
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key is not None else None
         request = self.request(
             "POST",
-            f"/v1/models/{endpoint.strip('/')}",
+            f"/v1/models/{quote(endpoint, safe='/')}",
             json=body,
             params={"webhook": webhook} if webhook else None,
             headers=headers,
@@ -347,38 +443,64 @@ class Core:
         response = yield from self.send(request, retry=idempotency_key is not None)
         return parse(response, models.Submission)
 
-    def status(self, request_id: str) -> Flow[models.Status]:
-        """The job's status: in_queue (queue_position), in_progress (progress), completed or
-        cancelled."""
-        return (yield from self._get(self._path(request_id, "status"), models.Status))
+    def fetch_status(
+        self, request_id: str, *, with_logs: bool = False
+    ) -> Flow[models.Fetched[models.Status]]:
+        """The status and the server's body byte for byte (`.value`, `.body`)."""
+        return (yield from self._fetch(request_id, "status", models.Status, with_logs))
 
-    def result(self, request_id: str) -> Flow[models.Result]:
-        """The job's result as it is now (finished or not); never raises for a failed job."""
-        return (yield from self._get(self._path(request_id, "result"), models.Result))
+    def fetch_result(
+        self, request_id: str, *, with_logs: bool = False
+    ) -> Flow[models.Fetched[models.Result]]:
+        """The result as it is now and the server's body byte for byte (`.value`, `.body`)."""
+        return (yield from self._fetch(request_id, "result", models.Result, with_logs))
+
+    def _fetch(
+        self, request_id: str, view: str, model: type[M], with_logs: bool
+    ) -> Flow[models.Fetched[M]]:
+        request = self.request("GET", self._path(request_id, view), params=_logs_param(with_logs))
+        response = yield from _about(request_id, self.send(request, retry=True))
+        return models.Fetched(parse(response, model), response.content)
+
+    def status(self, request_id: str, *, with_logs: bool = False) -> Flow[models.Status]:
+        """The job's status: in_queue (queue_position), in_progress (progress), completed or
+        cancelled; `with_logs` adds its log lines (`logs`)."""
+        return (yield from self.fetch_status(request_id, with_logs=with_logs)).value
+
+    def result(self, request_id: str, *, with_logs: bool = False) -> Flow[models.Result]:
+        """The job's result as it is now (finished or not); never raises for a failed job.
+        `with_logs` adds its log lines (`logs`)."""
+        return (yield from self.fetch_result(request_id, with_logs=with_logs)).value
 
     def cancel(self, request_id: str) -> Flow[models.CancelOutcome]:
         """Cancel a queued job (`cancelled` says whether it is, now or already); repeating it
         is harmless, so it is retried like a read."""
         request = self.request("POST", self._path(request_id, "cancel"))
-        response = yield from self.send(request, retry=True)
+        response = yield from _about(request_id, self.send(request, retry=True))
         return parse(response, models.CancelOutcome)
 
     def upload(
         self,
-        file: ImageInput | bytes,
+        file: ImageInput,
         *,
         filename: str | None = None,
         content_type: str | None = None,
     ) -> Flow[models.Upload]:
-        """Upload an image (a path, or its bytes); its `url` can go in `image_urls`.
-        Retried like a read: a repeated upload only stores the file twice."""
-        if isinstance(file, bytes):
-            data, name = file, filename or "upload"
-        else:
-            path = Path(file)
+        """Upload an image: a path, its bytes or a PIL image (saved as PNG unless it was
+        read as JPEG or WEBP); its `url` can go in `image_urls`. Retried like a read: a
+        repeated upload only stores the file twice."""
+        if _is_path(file):
+            path = Path(file)  # type: ignore[arg-type]  # str | PathLike, checked above
             data = yield ReadFile(path)
+            encoded = encode_image(data)
             name = filename or path.name
-        kind = content_type or mimetypes.guess_type(name)[0] or "application/octet-stream"
+            sniffed = encoded.content_type
+            if sniffed == "application/octet-stream":
+                sniffed = mimetypes.guess_type(name)[0] or sniffed
+        else:
+            encoded = encode_image(file)  # TypeError for what is not an image
+            data, name, sniffed = encoded.data, filename or encoded.filename, encoded.content_type
+        kind = content_type or sniffed
         request = self.request("POST", "/v1/files", files={"file": (name, data, kind)})
         response = yield from self.send(request, retry=True)
         return parse(response, models.Upload)
@@ -407,64 +529,132 @@ class Core:
         *,
         timeout: float | None = None,
         on_update: OnUpdate | None = None,
+        with_logs: bool = False,
     ) -> Flow[models.Result]:
         """Wait for the job to finish and return its result; raises JobFailed, JobCancelled,
         or WaitTimeout after `timeout` seconds (the job goes on: call wait again). Follows
         the server's event stream; polls the status when there is none or it drops.
-        `on_update(status)` is called on every change (queue position, steps)."""
+        `on_update(status)` is called on every change (queue position, steps, new log
+        lines); `with_logs` fills `result.logs` (and `status.logs`)."""
         deadline = Deadline(timeout)
-        updates = _Updates(on_update)
-        result = None
+        updates = _Updates.calling(on_update)
         try:
-            if self.use_stream:
-                result = yield from self._follow_stream(request_id, deadline, updates)
-            if result is None:
-                yield from self._poll(request_id, deadline, updates)
-                path = self._path(request_id, "result")
-                result = yield from self._get(path, models.Result, deadline=deadline)
+            result = yield from _about(
+                request_id, self._watch(request_id, deadline, updates, with_logs)
+            )
         except PastDeadline:
             raise errors.WaitTimeout(request_id, deadline.timeout, updates.last) from None
         return settle(result)
 
+    def events(
+        self, request_id: str, *, with_logs: bool = False, timeout: float | None = None
+    ) -> Flow[None]:
+        """Emits a `Queued` or `InProgress` event per status change, then one `Completed`
+        with the result (failed or cancelled too: this raises only WaitTimeout, after
+        `timeout` seconds, and the errors of the requests). `with_logs`: each event carries
+        the log lines that are new since the one before."""
+        deadline = Deadline(timeout)
+        tracker = EventTracker()
+
+        def emit(status: models.Status) -> Effect | None:
+            event = tracker.for_status(status)
+            return None if event is None else Emit(event)
+
+        updates = _Updates(emit)
+        try:
+            result = yield from _about(
+                request_id, self._watch(request_id, deadline, updates, with_logs)
+            )
+        except PastDeadline:
+            raise errors.WaitTimeout(request_id, deadline.timeout, updates.last) from None
+        yield Emit(tracker.for_result(result))
+
     def run(
+        self,
+        endpoint: str = DEFAULT_ENDPOINT,
+        input: Mapping[str, Any] | None = None,
+        **options: Unpack[models.RunOptions],
+    ) -> Flow[models.Result]:
+        """Submit to `endpoint` (`input` and keyword fields as `submit` takes them, local
+        images uploaded first), wait, return the result.
+
+        The submit carries an idempotency key (a new one unless given), so it is retried
+        safely. `on_submitted(submission)` is called before waiting starts: keep its request
+        id. After `timeout` seconds of waiting it raises WaitTimeout, and the job goes on
+        (resume with `wait(request_id)`), unless `cancel_on_timeout` cancels it first.
+        Raises JobFailed or JobCancelled as `wait` does; every error raised once the request
+        exists carries its `request_id`."""
+        timeout = options.pop("timeout", None)
+        cancel_on_timeout = options.pop("cancel_on_timeout", False)
+        with_logs = options.pop("with_logs", False)
+        on_submitted = options.pop("on_submitted", None)
+        on_update = options.pop("on_update", None)
+        key = options.pop("idempotency_key", None)
+        webhook = options.pop("webhook", None)
+        on_upload = options.pop("on_upload", None)
+        check_idempotency_key(key or None)  # before new_idempotency_key hides a bad one
+        submission = yield from self._submit(
+            endpoint, input, dict(options), key or new_idempotency_key(), webhook, on_upload
+        )
+        request_id = submission.request_id
+        if on_submitted is not None:
+            yield Notify(on_submitted, submission)
+        waited = self.wait(request_id, timeout=timeout, on_update=on_update, with_logs=with_logs)
+        try:
+            return (yield from waited)
+        except errors.WaitTimeout as late:
+            if not cancel_on_timeout:
+                raise
+            try:
+                outcome = yield from self.cancel(request_id)
+            except errors.RetouchError as failure:
+                raise errors.WaitTimeout(
+                    request_id, late.timeout, late.status, cancel_error=failure
+                ) from failure
+            raise errors.WaitTimeout(
+                request_id, late.timeout, late.status, cancel_outcome=outcome
+            ) from None
+
+    def edit(
         self,
         prompt: str,
         image_urls: Sequence[ImageInput],
         *,
-        timeout: float | None = None,
-        on_submitted: OnSubmitted | None = None,
-        on_update: OnUpdate | None = None,
-        on_upload: OnUpload | None = None,
-        **options: Unpack[models.SubmitOptions],
+        endpoint: str = DEFAULT_ENDPOINT,
+        **options: Unpack[models.EditOptions],
     ) -> Flow[models.Result]:
-        """Edit: upload the local files among `image_urls`, submit (`options` as `submit`
-        takes them), wait, return the result.
-
-        The submit carries an idempotency key (a new one unless given), so it is retried
-        safely. `on_submitted(submission)` is called before waiting starts: keep its
-        request id, and after a WaitTimeout (`timeout` seconds of waiting) resume with
-        `wait(request_id)`. Raises JobFailed or JobCancelled as `wait` does."""
-        # Checked before the uploads: a bad key fails at once.
-        check_idempotency_key(options.get("idempotency_key") or None)
-        urls = yield from self.prepare_images(image_urls, on_upload)
-        options["idempotency_key"] = options.get("idempotency_key") or new_idempotency_key()
-        submission = yield from self.submit(prompt, urls, **options)
-        if on_submitted is not None:
-            yield Notify(on_submitted, submission)
-        return (yield from self.wait(submission.request_id, timeout=timeout, on_update=on_update))
+        """`run(endpoint, {"prompt": prompt, "image_urls": image_urls, **fields})`: edit the
+        images (URLs, local paths, bytes or PIL images) from a prompt, wait, return the
+        result."""
+        if isinstance(image_urls, str | bytes | PathLike) or is_pil_image(image_urls):
+            raise TypeError(
+                "image_urls must be a list of images (URLs, paths, bytes or PIL images): "
+                "write [image] for one"
+            )
+        body = {"prompt": prompt, "image_urls": list(image_urls)}
+        return (yield from self.run(endpoint, body, **options))
 
     def prepare_images(
-        self, images: Sequence[ImageInput], on_upload: OnUpload | None = None
-    ) -> Flow[list[str]]:
-        """URLs for `images`: URLs as they are, local files uploaded (all checked to exist
-        before the first upload). `on_upload(upload)` is called after each upload."""
-        missing = [str(image) for image in images if not is_url(image) and not _is_file(image)]
+        self, images: Sequence[Any], on_upload: OnUpload | None = None
+    ) -> Flow[list[Any]]:
+        """`image_urls` ready to send: URLs as they are, local files (all checked to exist
+        before the first upload), bytes and PIL images uploaded and replaced by their URLs;
+        anything else is left for the server to judge. `on_upload(upload)` is called after
+        each upload."""
+        missing = [
+            str(image)
+            for image in images
+            if _is_path(image) and not is_url(image) and not Path(image).is_file()
+        ]
         if missing:
-            raise FileNotFoundError(f"no such file: {', '.join(missing)}")
+            raise FileNotFoundError(
+                f"image_urls: no such file: {', '.join(missing)} (an image is an http(s) or "
+                "data: URL, or a local file, which is uploaded first)"
+            )
         urls = []
         for image in images:
-            if is_url(image):
-                urls.append(str(image))
+            if is_url(image) or not (_is_path(image) or _is_uploaded_as_bytes(image)):
+                urls.append(image)
                 continue
             upload = yield from self.upload(image)
             if on_upload is not None:
@@ -494,8 +684,25 @@ class Core:
 
     # Waiting --------------------------------------------------------------------------
 
+    def _watch(
+        self, request_id: str, deadline: Deadline, updates: _Updates, with_logs: bool
+    ) -> Flow[models.Result]:
+        """The finished job's result (whatever its outcome), from the event stream, else by
+        polling; raises PastDeadline at the deadline."""
+        result = None
+        if self.use_stream:
+            result = yield from self._follow_stream(request_id, deadline, updates, with_logs)
+        if result is None:
+            yield from self._poll(request_id, deadline, updates, with_logs)
+            request = self.request(
+                "GET", self._path(request_id, "result"), params=_logs_param(with_logs)
+            )
+            response = yield from self.send(request, retry=True, deadline=deadline)
+            result = parse(response, models.Result)
+        return result
+
     def _follow_stream(
-        self, request_id: str, deadline: Deadline, updates: _Updates
+        self, request_id: str, deadline: Deadline, updates: _Updates, with_logs: bool
     ) -> Flow[models.Result | None]:
         """The result from the job's event stream; None when the stream is unavailable or
         ends without one (the caller polls instead)."""
@@ -506,6 +713,7 @@ class Core:
         request = self.request(
             "GET",
             self._path(request_id, "stream"),
+            params=_logs_param(with_logs),
             headers={"Accept": "text/event-stream", "Cache-Control": "no-store"},
             timeout=httpx.Timeout(
                 connect=self.timeout.connect,
@@ -572,11 +780,15 @@ class Core:
         elif status < 500 and not response.is_success:
             raise errors.error_from_response(response)
 
-    def _poll(self, request_id: str, deadline: Deadline, updates: _Updates) -> Flow[models.Status]:
+    def _poll(
+        self, request_id: str, deadline: Deadline, updates: _Updates, with_logs: bool
+    ) -> Flow[models.Status]:
         """Poll the status until the job has finished (or raise PastDeadline)."""
         interval = self.poll.initial
         while True:
-            request = self.request("GET", self._path(request_id, "status"))
+            request = self.request(
+                "GET", self._path(request_id, "status"), params=_logs_param(with_logs)
+            )
             response = yield from self.send(request, retry=True, deadline=deadline)
             status = parse(response, models.Status)
             changed_state = updates.last is not None and updates.last.status != status.status
@@ -593,7 +805,3 @@ class Core:
                 raise PastDeadline
             yield Sleep(pause)
             interval = min(self.poll.maximum, interval * self.poll.factor)
-
-
-def _is_file(image: ImageInput) -> bool:
-    return Path(image).is_file()

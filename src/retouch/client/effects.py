@@ -99,6 +99,20 @@ class Notify(Effect):
 
 
 @dataclass(frozen=True)
+class Emit(Effect):
+    """Hand `value` to the code iterating the flow (`iter_events`): the client's loop yields
+    it instead of performing anything; a flow that emits is only ever iterated."""
+
+    value: Any
+
+    def run(self, http: httpx.Client) -> None:
+        raise TypeError("an emitting flow must be iterated, not performed")
+
+    async def arun(self, http: httpx.AsyncClient) -> None:
+        raise TypeError("an emitting flow must be iterated, not performed")
+
+
+@dataclass(frozen=True)
 class ReadFile(Effect):
     path: Path
 

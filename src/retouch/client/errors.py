@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -13,7 +14,7 @@ from pydantic import ValidationError
 from retouch.contract.errors import ErrorBody
 
 if TYPE_CHECKING:
-    from retouch.client.models import Result, Status
+    from retouch.client.models import CancelOutcome, Result, Status
 
 
 class RetouchError(Exception):
@@ -22,7 +23,8 @@ class RetouchError(Exception):
     `status_code` is the HTTP status (None when there was no response), `error_code` the
     server's numeric code (401001, 422001…) or a failed job's code (`content_policy_violation`),
     `message` what went wrong, `detail` the server's details (the bad fields of a 422001),
-    `retry_after` the seconds a `Retry-After` header asked for."""
+    `retry_after` the seconds a `Retry-After` header asked for, `request_id` the request it
+    concerns once one was submitted (None before, or for an error about no request)."""
 
     def __init__(
         self,
@@ -32,6 +34,7 @@ class RetouchError(Exception):
         detail: Any = None,
         *,
         retry_after: float | None = None,
+        request_id: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status_code = status_code
@@ -39,6 +42,7 @@ class RetouchError(Exception):
         self.message = message
         self.detail = detail
         self.retry_after = retry_after
+        self.request_id = request_id
 
     def __str__(self) -> str:
         return self.message if self.error_code is None else f"{self.error_code}: {self.message}"
@@ -80,9 +84,13 @@ class OverloadedError(ServerError):
     """503: the queue is full; `retry_after` says when to try again."""
 
 
-# Shadows the builtin inside this module only, as other HTTP SDKs do; import it qualified.
-class ConnectionError(RetouchError):
-    """The server could not be reached, or the connection failed, after the allowed retries."""
+class APIConnectionError(RetouchError, builtins.ConnectionError):
+    """The server could not be reached, or the connection failed, after the allowed retries.
+    Also a builtin `ConnectionError` (an `OSError`), so `except ConnectionError` catches it."""
+
+
+# The name before 0.2 (it shadowed the builtin when imported unqualified); the same class.
+ConnectionError = APIConnectionError
 
 
 class ConfigurationError(RetouchError):
@@ -104,8 +112,12 @@ class JobFailed(RetouchError):
     def __init__(self, result: Result) -> None:
         code = result.error.code if result.error else "failed"
         message = result.error.message if result.error else "the job failed"
-        super().__init__(None, code, f"request {result.request_id} failed: {message}")
-        self.request_id = result.request_id
+        super().__init__(
+            None,
+            code,
+            f"request {result.request_id} failed: {message}",
+            request_id=result.request_id,
+        )
         self.result = result
 
 
@@ -113,25 +125,58 @@ class JobCancelled(RetouchError):
     """The job was cancelled before it finished."""
 
     def __init__(self, result: Result) -> None:
-        super().__init__(None, "cancelled", f"request {result.request_id} was cancelled")
-        self.request_id = result.request_id
+        super().__init__(
+            None,
+            "cancelled",
+            f"request {result.request_id} was cancelled",
+            request_id=result.request_id,
+        )
         self.result = result
 
 
-class WaitTimeout(RetouchError):
-    """Waiting took longer than its timeout. The job goes on: resume with
-    `client.wait(request_id)`. `status` is the last status seen (None if none was)."""
+class WaitTimeout(RetouchError, TimeoutError):
+    """Waiting took longer than its timeout (also a builtin `TimeoutError`). The job goes on:
+    resume with `client.wait(request_id)`, unless the wait was to cancel it
+    (`cancel_on_timeout`): `cancel_outcome` is then the cancel's answer (`.cancelled`), or
+    `cancel_error` the error that stopped it. `status` is the last status seen (None if none
+    was)."""
 
-    def __init__(self, request_id: str, timeout: float | None, status: Status | None) -> None:
+    def __init__(
+        self,
+        request_id: str,
+        timeout: float | None,
+        status: Status | None,
+        *,
+        cancel_outcome: CancelOutcome | None = None,
+        cancel_error: RetouchError | None = None,
+    ) -> None:
         state = f" (still {status.status})" if status is not None else ""
-        super().__init__(
-            None,
-            "timeout",
-            f"request {request_id} has not finished after {timeout} s{state}; it goes on: "
-            f"resume with client.wait({request_id!r}) or `retouch wait {request_id}`",
-        )
-        self.request_id = request_id
+        late = f"request {request_id} has not finished after {timeout} s{state}"
+        resume = f"it goes on: resume with client.wait({request_id!r})"
+        if cancel_outcome is not None and cancel_outcome.cancelled:
+            message = f"{late}; cancelled it (cancel_on_timeout)"
+        elif cancel_outcome is not None:
+            message = (
+                f"{late}; could not cancel it: it is {cancel_outcome.status} and only a queued "
+                f"request can be cancelled; {resume}"
+            )
+        elif cancel_error is not None:
+            message = (
+                f"{late}; the cancel failed ({cancel_error}): it may go on; see "
+                f"client.status({request_id!r})"
+            )
+        else:
+            message = f"{late}; {resume}"
+        super().__init__(None, "timeout", message, request_id=request_id)
+        self.timeout = timeout
         self.status = status
+        self.cancel_outcome = cancel_outcome
+        self.cancel_error = cancel_error
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether the request is cancelled now (by cancel_on_timeout)."""
+        return self.cancel_outcome is not None and self.cancel_outcome.cancelled
 
 
 _BY_STATUS: dict[int, type[RetouchError]] = {

@@ -77,7 +77,7 @@ def test_run_returns_a_typed_result_with_downloadable_images(
     def on_update(status: Status) -> None:
         events.append(f"update:{status.status}")
 
-    result = client.run(
+    result = client.edit(
         "make it snow",
         [image_server.url("/square.png")],
         num_images=2,
@@ -115,7 +115,7 @@ def test_run_uploads_local_files(client: Client, tmp_path: Path) -> None:
     assert uploaded.size == photo.stat().st_size
 
     uploads: list[str] = []
-    result = client.run(
+    result = client.edit(
         "x", [photo], on_upload=lambda upload: uploads.append(upload.url), resolution="0.5K"
     )
     assert result.ok and len(uploads) == 1
@@ -123,7 +123,7 @@ def test_run_uploads_local_files(client: Client, tmp_path: Path) -> None:
     assert sizes_of(client.download(result, tmp_path)) == [("PNG", (600, 448))]
 
     with pytest.raises(FileNotFoundError, match=r"nope\.png"):
-        client.run("x", [str(tmp_path / "nope.png")])
+        client.edit("x", [str(tmp_path / "nope.png")])
 
 
 def test_typed_errors(api: Api, client: Client, image_server: ImageServer) -> None:
@@ -135,7 +135,7 @@ def test_typed_errors(api: Api, client: Client, image_server: ImageServer) -> No
     assert auth.value.status_code == 401 and auth.value.error_code == 401001
 
     with pytest.raises(sdk_errors.InvalidInputError) as invalid:
-        client.run("x", [image_server.url("/square.png")], num_images=9)
+        client.edit("x", [image_server.url("/square.png")], num_images=9)
     assert invalid.value.status_code == 422 and invalid.value.error_code == 422001
     assert [item["field"] for item in invalid.value.detail] == ["num_images"]
 
@@ -155,7 +155,7 @@ def test_failed_job_raises_job_failed_with_the_result(
     client: Client, image_server: ImageServer
 ) -> None:
     with pytest.raises(sdk_errors.JobFailed) as caught:
-        client.run("x", [image_server.url("/missing.png")], **SMALL)
+        client.edit("x", [image_server.url("/missing.png")], **SMALL)
     failure = caught.value
     assert failure.result.status == "failed" and failure.request_id == failure.result.request_id
     assert failure.error_code == failure.result.error.code if failure.result.error else False
@@ -168,7 +168,7 @@ def test_cancelled_job_raises_job_cancelled(
     client: Client, api: Api, image_server: ImageServer, server: InProcessServer
 ) -> None:
     with server.held_job(api):
-        queued = client.submit("x", [image_server.url("/square.png")], **SMALL)
+        queued = client.submit(prompt="x", image_urls=[image_server.url("/square.png")], **SMALL)
         outcome = client.cancel(queued.request_id)
     assert outcome.cancelled and outcome.status == "cancelled"
     with pytest.raises(sdk_errors.JobCancelled) as caught:
@@ -181,7 +181,7 @@ def test_submit_retried_after_a_dropped_connection_creates_one_job(
 ) -> None:
     transport = DropFirstSubmit(server.transport)
     with Client(api.base, api.key, http_client=server.http(transport)) as client:
-        result = client.run("x", [image_server.url("/square.png")], **SMALL)
+        result = client.edit("x", [image_server.url("/square.png")], **SMALL)
     assert result.ok
     # The first attempt created the job; the retry, with the same idempotency key, was
     # answered with that same job.
@@ -197,7 +197,7 @@ def test_submit_without_idempotency_key_is_not_retried(
     transport = DropFirstSubmit(server.transport)
     with Client(api.base, api.key, http_client=server.http(transport)) as client:
         with pytest.raises(sdk_errors.ConnectionError, match="idempotency key"):
-            client.submit("x", [image_server.url("/square.png")], **SMALL)
+            client.submit(prompt="x", image_urls=[image_server.url("/square.png")], **SMALL)
         assert len(transport.paths("/edit")) == 1
         # The job the client never heard of still runs.
         client.wait(transport.dropped[0].json()["request_id"], timeout=60)
@@ -215,7 +215,7 @@ def test_reads_are_retried_on_503_and_submits_without_a_key_are_not(
     busy = BusyFirst("/edit", inner=server.transport)
     with Client(api.base, api.key, http_client=server.http(busy)) as client:
         with pytest.raises(sdk_errors.OverloadedError) as overloaded:
-            client.submit("x", [image_server.url("/square.png")], **SMALL)
+            client.submit(prompt="x", image_urls=[image_server.url("/square.png")], **SMALL)
         assert overloaded.value.retry_after == 0 and len(busy.paths("/edit")) == 1
 
 
@@ -238,7 +238,7 @@ def test_polling_when_the_stream_is_not_used(
     http = server.http(transport)
     with Client(api.base, api.key, use_stream=False, http_client=http) as client:
         seen: list[Status] = []
-        result = client.run("x", [image_server.url("/square.png")], on_update=seen.append, **SMALL)
+        result = client.edit("x", [image_server.url("/square.png")], on_update=seen.append, **SMALL)
     assert result.ok and seen and seen[-1].status == "completed"
     assert not transport.paths("/stream") and transport.paths("/status")
 
@@ -249,7 +249,7 @@ def test_a_server_without_the_stream_route_is_polled_and_remembered(
     transport = NoStreamRoute(server.transport)
     with Client(api.base, api.key, http_client=server.http(transport)) as client:
         for _ in range(2):
-            assert client.run("x", [image_server.url("/square.png")], **SMALL).ok
+            assert client.edit("x", [image_server.url("/square.png")], **SMALL).ok
     assert len(transport.paths("/stream")) == 1
     assert len(transport.paths("/result")) == 2
 
@@ -260,7 +260,7 @@ def test_wait_follows_the_event_stream(
     transport = RecordingTransport(server.transport)
     updates: list[Status] = []
     with Client(api.base, api.key, http_client=server.http(transport)) as client:
-        result = client.run("x", [image_server.url("/square.png")], on_update=updates.append)
+        result = client.edit("x", [image_server.url("/square.png")], on_update=updates.append)
     assert result.ok and result.images
     # The stream carried the status changes and the result: no polling, no result fetch.
     assert len(transport.paths("/stream")) == 1
@@ -269,7 +269,7 @@ def test_wait_follows_the_event_stream(
 
 
 def test_list_requests_and_webhook_secret(client: Client, image_server: ImageServer) -> None:
-    submission = client.submit("x", [image_server.url("/square.png")], **SMALL)
+    submission = client.submit(prompt="x", image_urls=[image_server.url("/square.png")], **SMALL)
     page = client.list_requests(limit=5)
     # A limit of 0 reaches the server, which refuses it (it is not taken for "no limit").
     with pytest.raises(sdk_errors.InvalidInputError) as zero:
@@ -490,16 +490,18 @@ def test_an_idempotency_key_no_server_accepts_is_refused_before_anything_is_sent
     with Client("http://retouch.test", "rtk_x", http_client=http) as client:
         for key in ("é", "", " lead", "trail ", "tab\there", "x" * 256):
             with pytest.raises(sdk_errors.InvalidInputError) as caught:
-                client.submit("x", ["https://example.com/a.png"], idempotency_key=key)
+                client.submit(
+                    prompt="x", image_urls=["https://example.com/a.png"], idempotency_key=key
+                )
             assert caught.value.status_code is None and caught.value.error_code == 422001
             assert "Idempotency-Key" in caught.value.message
             assert [item["field"] for item in caught.value.detail] == ["Idempotency-Key"]
             # run() checks it before uploading anything.
             with pytest.raises(sdk_errors.InvalidInputError, match="Idempotency-Key"):
-                client.run("x", [photo], idempotency_key=key or "é")
+                client.edit("x", [photo], idempotency_key=key or "é")
         assert sent == []
         for key in ("a b", "x" * 255, "!~"):
-            client.submit("x", ["https://example.com/a.png"], idempotency_key=key)
+            client.submit(prompt="x", image_urls=["https://example.com/a.png"], idempotency_key=key)
             assert sent[-1].headers["idempotency-key"] == key
 
 
