@@ -15,7 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
 
 from retouch.config import Settings
 from retouch.contract.inputs import DEFAULT_ENDPOINT
@@ -23,7 +30,8 @@ from retouch.engine.options import EngineOptions
 from retouch.engine.registry import ENGINE_KINDS
 
 DEFAULT_ENGINE = "flux2-klein"
-ENDPOINT_ID = r"^[a-z0-9][a-z0-9._-]*/[a-z0-9][a-z0-9._-]*/[a-z0-9][a-z0-9._-]*$"
+# Two or more segments (`owner/model/task`, RunComfy's `owner/model/variant/task`…), none empty.
+ENDPOINT_ID = r"^[a-z0-9][a-z0-9._-]*(?:/[a-z0-9][a-z0-9._-]*)+$"
 
 
 class ConfigError(Exception):
@@ -49,6 +57,13 @@ class _EndpointSpec(BaseModel):
     engine: str
     model: str | None = None
     options: _OptionsSpec = _OptionsSpec()
+
+    @field_validator("id")
+    @classmethod
+    def _not_a_schema_url(cls, value: str) -> str:
+        if value.endswith("/schema"):
+            raise ValueError(f"{value!r} ends in /schema, the path of an endpoint's schema")
+        return value
 
 
 class _ConfigFile(BaseModel):

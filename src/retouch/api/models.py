@@ -5,8 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from retouch.api.dependencies import Authenticated, base_url, check_endpoint, send
+from retouch.api.dependencies import Authenticated, Caller, base_url, check_endpoint, send
 from retouch.api.errors import error_responses
+from retouch.api.requests import ANY_ENDPOINT_ID
 from retouch.contract.bodies import EngineFacts, InputSchema, ModelList, ServedModel
 from retouch.contract.inputs import input_schema
 from retouch.engine.registry import describe_kind
@@ -45,5 +46,16 @@ async def get_model_schema(
     owner_name: str, model_name: str, task: str, caller: Authenticated
 ) -> Response:
     """The endpoint's input as a JSON Schema: every field with its default, enum and bounds."""
-    check_endpoint(caller.state, f"{owner_name}/{model_name}/{task}")
+    return _schema(caller, f"{owner_name}/{model_name}/{task}")
+
+
+# After get_model_schema, as the submit routes (see retouch.api.requests.ANY_ENDPOINT_ID).
+@router.get(f"{ANY_ENDPOINT_ID}/schema", include_in_schema=False)
+async def get_model_schema_any_depth(endpoint_id: str, caller: Authenticated) -> Response:
+    """get_model_schema for an endpoint id of any other depth (`owner/model/variant/task`…)."""
+    return _schema(caller, endpoint_id)
+
+
+def _schema(caller: Caller, endpoint: str) -> Response:
+    check_endpoint(caller.state, endpoint)
     return send(InputSchema.model_validate(input_schema()))

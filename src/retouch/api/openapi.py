@@ -29,7 +29,14 @@ ENDPOINT_SEGMENTS = ("owner_name", "model_name", "task")
 
 
 def _limit_endpoint_segments(document: dict[str, Any], endpoint_ids: Iterable[str]) -> None:
-    served = [endpoint_id.split("/") for endpoint_id in endpoint_ids]
+    # The documented route has three segments; ids of other depths use an undocumented one.
+    served = [
+        parts
+        for parts in (endpoint_id.split("/") for endpoint_id in endpoint_ids)
+        if len(parts) == len(ENDPOINT_SEGMENTS)
+    ]
+    if not served:
+        return
     allowed = {
         name: sorted({parts[index] for parts in served})
         for index, name in enumerate(ENDPOINT_SEGMENTS)

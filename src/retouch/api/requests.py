@@ -13,6 +13,7 @@ from fastapi.responses import Response
 from fastapi.sse import EventSourceResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
+from starlette.convertors import Convertor, register_url_convertor
 
 from retouch.api import submit_options
 from retouch.api.dependencies import (
@@ -203,6 +204,40 @@ def _refusal(refused: Exception, key: str | None) -> ApiError:
     )
 
 
+class _EndpointIdConvertor(Convertor[str]):
+    """An endpoint id of any depth in a route's path (`owner/model/task`,
+    `owner/model/variant/task`…): segments that are not empty, no slash first or last, and not
+    ending in `/schema` (no served id does: retouch.served_endpoints), so that a POST to a
+    schema URL answers 405 as the OpenAPI says, not 400001. Not Starlette's `path` (`.*`): it
+    would match `/v1/models/` (GET /v1/models/ would answer 405 rather than redirect to the
+    list), and a trailing slash redirects here as on every route."""
+
+    regex = "[^/]+(?:/[^/]+)*(?<!/schema)"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("endpoint_id", _EndpointIdConvertor())
+# The path of an endpoint id of any depth (the `endpoint_id` path parameter). The documented
+# routes name the three parts of the usual id (generated clients and the OpenAPI's enums of
+# the served parts rely on them); a hidden route of any depth beside each takes the others,
+# served or not (an unknown id answers 400001 naming it, as a three-part one does).
+ANY_ENDPOINT_ID = "/v1/models/{endpoint_id:endpoint_id}"
+
+Webhook = Annotated[
+    str | None,
+    Query(
+        description="POST the result here when the job ends (signed)",
+        # Checked by submit_options.webhook_url, with a message naming what is wrong.
+        json_schema_extra={"format": "uri", "pattern": "^https?://", "maxLength": 2048},
+    ),
+]
+
+
 @router.post(
     "/v1/models/{owner_name}/{model_name}/{task}",
     summary="Submit a request to an endpoint (GET /v1/models lists them)",
@@ -219,19 +254,21 @@ async def submit_edit(
     owner_name: str,
     model_name: str,
     task: str,
-    webhook: Annotated[
-        str | None,
-        Query(
-            description="POST the result here when the job ends (signed)",
-            # Checked by submit_options.webhook_url, with a message naming what is wrong.
-            json_schema_extra={"format": "uri", "pattern": "^https?://", "maxLength": 2048},
-        ),
-    ] = None,
+    webhook: Webhook = None,
 ) -> Response:
     """Answers the request id and its URLs; with `Prefer: wait=N`, the result body when the job
     ends within N seconds."""
     endpoint = f"{owner_name}/{model_name}/{task}"
     return await _submit(request, caller.state, caller.key_id, endpoint, webhook)
+
+
+# After submit_edit, so that a three-part id is always its route (and its metrics' template).
+@router.post(ANY_ENDPOINT_ID, include_in_schema=False)
+async def submit_edit_any_depth(
+    request: Request, caller: Authenticated, endpoint_id: str, webhook: Webhook = None
+) -> Response:
+    """submit_edit for an endpoint id of any other depth (`owner/model/variant/task`…)."""
+    return await _submit(request, caller.state, caller.key_id, endpoint_id, webhook)
 
 
 def read_job_body(
@@ -265,7 +302,20 @@ async def job_body(request: Request, view: str) -> Response:
 _LOGS_DESCRIPTION = "Add the job's timestamped log lines"
 # The polls' parameters as FastAPI would declare them from `request_id: str` and
 # `logs: bool = Query(False)`: the handlers take only the request, since FastAPI's resolution
-# of parameters and of Depends(authenticate) cost more than the rest of a poll.
+# of parameters and of Depends(authenticate) cost more than the rest of a poll. The stream
+# reads `logs` the same way (query_flag), and declares the same parameter.
+LOGS_PARAMETER: dict[str, Any] = {
+    "name": "logs",
+    "in": "query",
+    "required": False,
+    "schema": {
+        "type": "boolean",
+        "description": _LOGS_DESCRIPTION,
+        "default": False,
+        "title": "Logs",
+    },
+    "description": _LOGS_DESCRIPTION,
+}
 JOB_READ_OPENAPI: dict[str, Any] = {
     "parameters": [
         {
@@ -274,18 +324,7 @@ JOB_READ_OPENAPI: dict[str, Any] = {
             "required": True,
             "schema": {"type": "string", "title": "Request Id"},
         },
-        {
-            "name": "logs",
-            "in": "query",
-            "required": False,
-            "schema": {
-                "type": "boolean",
-                "description": _LOGS_DESCRIPTION,
-                "default": False,
-                "title": "Logs",
-            },
-            "description": _LOGS_DESCRIPTION,
-        },
+        LOGS_PARAMETER,
     ]
 }
 
@@ -328,17 +367,21 @@ async def get_result(request: Request) -> Response:
         },
         **error_responses(401, 404, 422),
     },
+    # Read by query_flag, as the polls read it: the same spellings and the same 422.
+    openapi_extra={"parameters": [LOGS_PARAMETER]},
 )
 async def stream_events(
     request: Request, request_id: str, caller: Authenticated
 ) -> EventSourceResponse:
     """Server-sent events: `status` (the status body) on every change, then `result` (the
-    result body) when the job ends, then the stream closes."""
+    result body) when the job ends, then the stream closes. `logs=1`: both bodies carry the
+    job's log lines so far, and a new log line is a change."""
+    logs = query_flag(request, "logs")
     state = caller.state
     # A 404 before the stream starts.
     job = await store_read(state, functools.partial(find_job, state, request_id, caller.key_id))
     bind_request_id(job.id)
-    events = status_events(state, base_url(request, state), job.id, caller.key_id)
+    events = status_events(state, base_url(request, state), job.id, caller.key_id, logs=logs)
     # no-cache and no proxy buffering: each event must reach the client when it happens.
     return EventSourceResponse(
         events, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}

@@ -13,11 +13,11 @@ from fastapi.sse import format_sse_event
 
 from retouch.api.dependencies import store_read
 from retouch.api.state import AppState
-from retouch.contract.bodies import Result, Status
+from retouch.contract.bodies import LogEntry, Result, Status
 from retouch.contract.states import FINISHED_STATES
 from retouch.jobs.models import Job
 from retouch.jobs.outage import Backoff, is_unavailable
-from retouch.responses import webhook_state
+from retouch.responses import log_entries, webhook_state
 
 # A comment line this often keeps proxies from closing a quiet stream.
 KEEPALIVE_SECONDS = 15.0
@@ -53,6 +53,14 @@ async def _read(state: AppState, job_id: str, key_id: str) -> Job | None:
     return await store_read(state, functools.partial(state.store.get, job_id, key_id=key_id))
 
 
+def _job_and_logs(
+    state: AppState, job_id: str, key_id: str
+) -> tuple[Job | None, list[LogEntry] | None]:
+    """The job and its log lines so far (none once it is gone). Blocking: one thread hop."""
+    job = state.store.get(job_id, key_id=key_id)
+    return job, (log_entries(state.store.logs(job_id)) if job is not None else None)
+
+
 async def wait_for_end(state: AppState, job_id: str, key_id: str, timeout: float) -> Job | None:
     """The job once it has finished, or None if it is still unfinished after `timeout` (or the
     database stopped answering meanwhile: the job exists, so the caller answers as if the wait
@@ -77,11 +85,13 @@ async def wait_for_end(state: AppState, job_id: str, key_id: str, timeout: float
 
 
 async def status_events(
-    state: AppState, base: str, job_id: str, key_id: str
+    state: AppState, base: str, job_id: str, key_id: str, *, logs: bool = False
 ) -> AsyncIterator[bytes]:
     """`status` events (the status body) whenever it changes, then one `result` event with the
     result body, then the end of the stream; or the end after the current event once the
-    server is stopping (the ChangeFeed is `ending`: the client reconnects elsewhere)."""
+    server is stopping (the ChangeFeed is `ending`: the client reconnects elsewhere). `logs`:
+    both bodies carry the job's log lines so far (read with the job), as `?logs=1` adds them
+    to a poll's, and a status event is sent when they change too."""
     sent: Status | None = None
     # Once the stream has started, a database that stops answering cannot become a 503: the
     # stream stays open (keep-alive comments) and reads again until it answers.
@@ -92,7 +102,12 @@ async def status_events(
         while True:
             changes.mark()
             try:
-                job = await _read(state, job_id, key_id)
+                lines = None
+                if logs:
+                    read_logs = functools.partial(_job_and_logs, state, job_id, key_id)
+                    job, lines = await store_read(state, read_logs)
+                else:
+                    job = await _read(state, job_id, key_id)
                 result = None
                 if job is not None and job.state in FINISHED_STATES:
                     read = functools.partial(result_body, state, base, job)
@@ -109,10 +124,14 @@ async def status_events(
             if job is None:  # expired or deleted while streaming
                 return
             status = state.responses.status(base, job)
+            if lines is not None:
+                status.logs = lines
             if status != sent:
                 yield format_sse_event(event="status", data_str=status.to_json().decode())
                 sent = status
             if result is not None:
+                if lines is not None:
+                    result.logs = lines
                 yield format_sse_event(event="result", data_str=result.to_json().decode())
                 return
             # Until the job changes: a keep-alive comment when quiet, and the end once the

@@ -133,6 +133,8 @@ UPLOAD_OPENAPI: Final[dict[str, Any]] = {
                 "schema": {
                     "type": "object",
                     "required": [FIELD],
+                    # Other form fields are ignored, but more than 10 are refused (422).
+                    "additionalProperties": False,
                     "properties": {
                         FIELD: {
                             "type": "string",

@@ -145,3 +145,109 @@ def test_prefer_wait_ends_its_wait_when_the_database_stops_answering(
     with server.held_job(api):
         job_id = api.submit_ok(body)
         assert asyncio.run(wait(job_id)) is None
+
+
+# --- ?logs=1 on the stream ------------------------------------------------------------------
+
+
+def read_events(api: Api, request_id: str, **params: str) -> list[tuple[str, dict[str, Any]]]:
+    """The stream's events (name, body) to its end, read over HTTP."""
+    events: list[tuple[str, dict[str, Any]]] = []
+    url = f"{api.base}/v1/requests/{request_id}/stream"
+    with api.http.stream("GET", url, params=params, headers=api.headers, timeout=60) as response:
+        assert response.status_code == 200
+        name = ""
+        for line in response.iter_lines():
+            if line.startswith("event: "):
+                name = line.removeprefix("event: ")
+            elif line.startswith("data: "):
+                events.append((name, json.loads(line.removeprefix("data: "))))
+    return events
+
+
+def started_by(lines: list[dict[str, Any]]) -> bool:
+    return any(line["message"].startswith("started by") for line in lines)
+
+
+def test_a_stream_with_logs_carries_the_lines_in_each_event(
+    api: Api, server: InProcessServer
+) -> None:
+    """Read as the job runs: the status events carry the lines so far (a new line is a new
+    event), and the result the same lines as the last status."""
+    app = cast(FastAPI, server.transport.app.app)
+    state: AppState = app.state.retouch
+    own = dataclasses.replace(state, changes=ChangeFeed(state.store))
+    key_id = server.services.keys.authenticate(api.key)
+    assert key_id is not None
+    body = {"image_urls": [f"data:image/png;base64,{SQUARE_PNG}"]}
+    prompt, gate = server.engine.hold()
+
+    async def follow(job_id: str) -> list[tuple[str, dict[str, Any]]]:
+        events = stream.status_events(own, api.base, job_id, key_id, logs=True)
+        try:
+            async with asyncio.timeout(BOUND_SECONDS):
+                first = await next_status(events)
+                await asyncio.to_thread(gate.set)  # the job ahead ends: this one runs
+                seen = [("status", first)]
+                async for event in events:
+                    name, data = event.decode().split("\n")[:2]
+                    if name.startswith("event: "):
+                        seen.append((name.removeprefix("event: "), json.loads(data[6:])))
+                return seen
+        finally:
+            own.changes.close()
+
+    try:
+        ahead = api.submit_ok({**body, "prompt": prompt})
+        api.wait_for_status(ahead, "in_progress")
+        behind = api.submit_ok({**body, "prompt": "x"})
+        events = asyncio.run(follow(behind))
+    finally:
+        gate.set()
+    names = [name for name, _ in events]
+    assert names[-1] == "result" and set(names[:-1]) == {"status"}
+    statuses = [data for name, data in events if name == "status"]
+    assert statuses[0]["status"] == "in_queue" and statuses[0]["logs"] == []
+    assert all("logs" in status for status in statuses)
+    assert started_by(statuses[-1]["logs"]) and statuses[-1]["status"] == "completed"
+    assert events[-1][1]["status"] == "succeeded"
+    assert events[-1][1]["logs"] == statuses[-1]["logs"]
+    api.wait(ahead)
+
+
+def test_a_stream_carries_logs_only_when_asked(api: Api) -> None:
+    request_id = api.submit_ok(
+        {"prompt": "x", "image_urls": [f"data:image/png;base64,{SQUARE_PNG}"]}
+    )
+    api.wait(request_id)
+    polled = api.http.get(
+        f"{api.base}/v1/requests/{request_id}/status", params={"logs": "1"}, headers=api.headers
+    ).json()["logs"]
+    for spelling in ("1", "true", "on"):
+        events = read_events(api, request_id, logs=spelling)
+        assert [name for name, _ in events] == ["status", "result"]
+        assert all(data["logs"] == polled for _, data in events)
+        assert started_by(polled)
+    for params in ({}, {"logs": "0"}, {"logs": "false"}):
+        events = read_events(api, request_id, **params)
+        assert [name for name, _ in events] == ["status", "result"]
+        assert all("logs" not in data for _, data in events)
+
+
+def test_a_bad_logs_value_on_a_stream_is_refused_as_on_a_poll(api: Api) -> None:
+    url = f"{api.base}/v1/requests/no-such-request/stream"
+    refused = api.http.get(url, params={"logs": "maybe"}, headers=api.headers)
+    assert refused.status_code == 422
+    assert refused.json()["detail"][0]["path"] == ["query", "logs"]
+    assert api.http.get(url, params={"logs": "maybe"}).status_code == 401
+    assert api.http.get(url, params={"logs": "1"}, headers=api.headers).status_code == 404
+
+
+def test_the_stream_declares_its_logs_parameter(server: InProcessServer) -> None:
+    document = cast(FastAPI, server.transport.app.app).openapi()
+    paths = document["paths"]
+    stream_parameters = paths["/v1/requests/{request_id}/stream"]["get"]["parameters"]
+    by_name = {(p["in"], p["name"]): p for p in stream_parameters}
+    assert set(by_name) == {("path", "request_id"), ("query", "logs")}
+    polled = {p["name"]: p for p in paths["/v1/requests/{request_id}/status"]["get"]["parameters"]}
+    assert by_name["query", "logs"] == polled["logs"]

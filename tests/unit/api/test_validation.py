@@ -120,10 +120,16 @@ def test_a_body_that_is_not_a_json_object(api: Api, raw: bytes, content_type: st
     assert fields_of(response) == ["body"]
 
 
-def test_unknown_model_id(api: Api) -> None:
-    response = api.submit(GOOD, endpoint="acme/unknown/edit")
+@pytest.mark.parametrize(
+    "endpoint",
+    ["acme/unknown/edit", "acme/unknown", "acme/unknown/variant/edit", "a/b/c/d/e"],
+)
+def test_unknown_model_id(api: Api, endpoint: str) -> None:
+    """Of any depth (RunComfy's ids have four parts): see test_endpoint_ids.py."""
+    response = api.submit(GOOD, endpoint=endpoint)
     assert response.status_code == 400
     assert response.json()["error_code"] == 400001
+    assert repr(endpoint) in response.json()["error_message"]
     assert "google/nano-banana-2/edit" in response.json()["error_message"]
 
 
