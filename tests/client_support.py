@@ -189,10 +189,15 @@ def client_env(home: Path, **values: str) -> dict[str, str]:
 
 
 def retouch(
-    *args: str, env: dict[str, str], cwd: Path | None = None, timeout: float = 120
+    *args: str,
+    env: dict[str, str],
+    cwd: Path | None = None,
+    timeout: float = 120,
+    stdin: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "retouch", *args],
+        input=stdin,
         capture_output=True,
         text=True,
         env=env,

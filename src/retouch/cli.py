@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import os
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -19,6 +21,7 @@ from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
 from retouch.auth.keys import ROLES, KeyLimits, KeyRecord, Role
+from retouch.client.cli import EXAMPLES_HELP, EXIT_CODES_HELP, epilog, help_text, verbatim
 from retouch.client.cli import register as register_client_commands
 from retouch.config import Settings, format_duration, parse_duration
 from retouch.jobs.database import DATABASE_URL_VARIABLE, DatabaseUrlError
@@ -34,11 +37,37 @@ if TYPE_CHECKING:
     from retouch.worker.supervisor import WorkerSupervisor
 
 app = typer.Typer(
-    help="Retouch: self-hosted image editing from a text prompt.", no_args_is_help=True
+    help="Retouch: self-hosted image editing from a text prompt.",
+    epilog=epilog(f"{EXAMPLES_HELP}\n\n{EXIT_CODES_HELP}"),
+    no_args_is_help=True,
 )
 keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 register_client_commands(app)  # edit, wait, status, result, cancel, upload, requests…
+
+
+def _print_version(wanted: bool) -> None:
+    if not wanted:
+        return
+    try:
+        version = metadata.version("retouch")
+    except metadata.PackageNotFoundError:  # run from a source tree that is not installed
+        version = "(unknown: not installed)"
+    print(f"retouch {version}")
+    raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit"
+        ),
+    ] = False,
+) -> None:
+    pass
+
 
 console = Console(stderr=True, soft_wrap=True)
 
@@ -46,17 +75,22 @@ console = Console(stderr=True, soft_wrap=True)
 # RETOUCH_DATABASE_START_WAIT_SECONDS (2 is a configuration error).
 EXIT_DATABASE_UNAVAILABLE = 3
 
+# verbatim(): typer reads option help as rich markup, where "[env …]" is a tag (it vanished).
 DataDir = Annotated[
     Path | None,
     typer.Option(
-        help="Where the database, keys and outputs live [env RETOUCH_DATA_DIR; ./.retouch]"
+        help=verbatim(
+            "Where the database, keys and outputs live [env RETOUCH_DATA_DIR; ./.retouch]"
+        )
     ),
 ]
 DatabaseUrl = Annotated[
     str | None,
     typer.Option(
-        help="sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST:PORT/DATABASE "
-        "[env RETOUCH_DATABASE_URL; the SQLite file in the data dir]"
+        help=verbatim(
+            "sqlite:///PATH or postgresql+psycopg://USER:PASS@HOST:PORT/DB "
+            "[env RETOUCH_DATABASE_URL; the SQLite file in the data dir]"
+        )
     ),
 ]
 Model = Annotated[
@@ -66,7 +100,7 @@ Model = Annotated[
 Device = Annotated[str | None, typer.Option(help="Torch device, e.g. cuda:0 (default: auto)")]
 ConfigFile = Annotated[
     Path | None,
-    typer.Option("--config", help="TOML file of served endpoints [env RETOUCH_CONFIG]"),
+    typer.Option("--config", help=verbatim("TOML file of served endpoints [env RETOUCH_CONFIG]")),
 ]
 
 
@@ -83,6 +117,34 @@ def load_settings(**overrides: Any) -> Settings:
                 f"configuration error: {source}: {problem['msg']}", style="bold red", markup=False
             )
         raise typer.Exit(2) from None
+
+
+def require_data_dir(settings: Settings, given: Path | None, *, outputs: bool = False) -> None:
+    """Exit 2 when the data dir (from --data-dir, RETOUCH_DATA_DIR or the default) is not an
+    existing folder but the command reads from it: the job database, when it is the SQLite
+    file there (no database URL); with `outputs`, also the output files, when they are
+    stored there (no RETOUCH_STORAGE_URL). Opening it would otherwise make a new, empty data
+    dir, and the command would work on nothing (no keys, no jobs) without a word."""
+    folder = settings.data_dir
+    if folder.is_dir():
+        return
+    reads = settings.database_url is None or (outputs and settings.storage_url is None)
+    if not reads:
+        return
+    if given is not None:
+        source = f"--data-dir {folder}"
+    elif any(name.upper() == "RETOUCH_DATA_DIR" for name in os.environ):
+        source = f"RETOUCH_DATA_DIR={folder}"
+    else:
+        source = f"the default data dir {folder} (no --data-dir or RETOUCH_DATA_DIR)"
+    problem = "is not a folder" if folder.exists() else "does not exist"
+    console.print(
+        f"configuration error: {source} {problem}: pass the data dir that `retouch serve` "
+        "uses (--data-dir, or RETOUCH_DATA_DIR)",
+        style="bold red",
+        markup=False,
+    )
+    raise typer.Exit(2)
 
 
 def export_flags(overrides: dict[str, Any]) -> None:
@@ -136,8 +198,10 @@ def endpoints_or_exit(settings: Settings) -> list[Endpoint]:
 
 @app.command()
 def serve(
-    host: Annotated[str | None, typer.Option(help="Address to listen on [127.0.0.1]")] = None,
-    port: Annotated[int | None, typer.Option(help="Port to listen on [8000]")] = None,
+    host: Annotated[
+        str | None, typer.Option(help=verbatim("Address to listen on [127.0.0.1]"))
+    ] = None,
+    port: Annotated[int | None, typer.Option(help=verbatim("Port to listen on [8000]"))] = None,
     data_dir: DataDir = None,
     database_url: DatabaseUrl = None,
     model: Model = None,
@@ -146,7 +210,9 @@ def serve(
     worker: Annotated[bool, typer.Option(help="Run a worker process beside the API")] = True,
     api_processes: Annotated[
         int | None,
-        typer.Option(help="API processes sharing the port [env RETOUCH_API_PROCESSES; 1]"),
+        typer.Option(
+            help=verbatim("API processes sharing the port [env RETOUCH_API_PROCESSES; 1]")
+        ),
     ] = None,
 ) -> None:
     """Run the API, with one worker process beside it."""
@@ -257,16 +323,20 @@ def worker_command(
         typer.Option(help="Serve only this endpoint id (repeatable); default: all configured"),
     ] = None,
     metrics_port: Annotated[
-        int | None, typer.Option(help="Serve this worker's /metrics on this port [off]")
+        int | None,
+        typer.Option(help=verbatim("Serve this worker's /metrics on this port [off]")),
     ] = None,
     metrics_host: Annotated[str, typer.Option(help="Address of --metrics-port")] = "127.0.0.1",
 ) -> None:
     """Run one worker process against a data dir (one per GPU)."""
-    from retouch.worker.runner import build_worker, loaded_engines
-
     settings = load_settings(
         data_dir=data_dir, database_url=database_url, model=model, device=device, config=config
     )
+    # Its jobs (the SQLite file) and its outputs (the local folder) are the API's: in the
+    # data dir `retouch serve` made, unless both live elsewhere (PostgreSQL, S3).
+    require_data_dir(settings, data_dir, outputs=True)
+    from retouch.worker.runner import build_worker, loaded_engines
+
     configure_logging(settings.log_format)
     log = logging.getLogger(__name__)
     endpoints = endpoints_or_exit(settings)
@@ -468,7 +538,9 @@ def keys_edit(
                 f"{name!r}: use one of {', '.join(_DEFAULTABLE)}", param_hint="--default"
             )
         changes[_DEFAULTABLE[name]] = None
-    services = services_or_exit(load_settings(data_dir=data_dir, database_url=database_url))
+    settings = load_settings(data_dir=data_dir, database_url=database_url)
+    require_data_dir(settings, data_dir)
+    services = services_or_exit(settings)
     new_role: Role | None = None if role is None else ("admin" if role == "admin" else "user")
     edited = services.keys.edit(key, role=new_role, **changes)
     if not edited:
@@ -481,7 +553,9 @@ def keys_edit(
 @keys_app.command("list")
 def keys_list(data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
     """List keys (ids, names, roles and limits; the keys themselves are not stored)."""
-    services = services_or_exit(load_settings(data_dir=data_dir, database_url=database_url))
+    settings = load_settings(data_dir=data_dir, database_url=database_url)
+    require_data_dir(settings, data_dir)
+    services = services_or_exit(settings)
     table = Table("id", "name", "role", "limits", "created", "revoked")
     for record in services.keys.list_keys():
         table.add_row(
@@ -504,7 +578,9 @@ def keys_revoke(
     """Revoke a key: its requests answer 401, its queued jobs are cancelled (its running
     ones too with RETOUCH_CANCEL_RUNNING), its webhooks stop and its file URLs answer 403,
     in every process within a second or two."""
-    services = services_or_exit(load_settings(data_dir=data_dir, database_url=database_url))
+    settings = load_settings(data_dir=data_dir, database_url=database_url)
+    require_data_dir(settings, data_dir)
+    services = services_or_exit(settings)
     revoked = services.revoke_key(key)
     if not revoked:
         console.print(f"[red]no active key with id or name {key!r}")
@@ -526,6 +602,20 @@ def migrate(data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
         )
     store.close()
     console.print("the database schema is up to date", markup=False)
+
+
+def _flow_help(group: typer.Typer) -> None:
+    """The help of every command of `group` (and of its groups) as help_text makes it:
+    paragraphs that flow, shown as written."""
+    for info in group.registered_commands:
+        if info.help is None:
+            info.help = help_text(inspect.getdoc(info.callback))
+    for sub in group.registered_groups:
+        if sub.typer_instance is not None:
+            _flow_help(sub.typer_instance)
+
+
+_flow_help(app)  # the client commands' are made so by register()
 
 
 def main() -> None:

@@ -1,5 +1,6 @@
 """The client commands of `retouch`, run as processes against a real server: outputs, JSON,
-exit codes, resuming after a timeout, and where the URL and key come from."""
+warnings, exit codes, resuming after a timeout, the server's bodies as sent, where the URL
+and key come from, and the help."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import re
 import signal
 import subprocess
 import sys
+from importlib import metadata
 from pathlib import Path
 
+import httpx
 import pytest
 from PIL import Image
 
@@ -20,6 +23,9 @@ from e2e_support import Api, ImageServer, RetouchProcess, make_image
 @pytest.fixture
 def env(server: RetouchProcess, api: Api, tmp_path: Path) -> dict[str, str]:
     return client_env(tmp_path, RETOUCH_URL=server.base, RETOUCH_API_KEY=api.key)
+
+
+SMALL_FLAGS = ("--resolution", "0.5K", "--aspect-ratio", "1:1")
 
 
 def submitted_id(stderr: str) -> str:
@@ -83,6 +89,98 @@ def test_edit_json(env: dict[str, str], image_server: ImageServer, tmp_path: Pat
     assert body["result"]["output"]["images"]
 
 
+def test_run_takes_the_input_json_from_a_flag_a_file_or_standard_input(
+    env: dict[str, str], image_server: ImageServer, tmp_path: Path
+) -> None:
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(make_image(120, 80))
+    # As the API page writes it; a relative path is a file in the current folder.
+    payload = {"prompt": "make it snow", "image_urls": ["photo.png"], **SMALL}
+    (tmp_path / "payload.json").write_text(json.dumps(payload))
+    endpoint = "google/nano-banana-2/edit"
+    from_file = retouch("run", endpoint, "--input-file", "payload.json", env=env, cwd=tmp_path)
+    assert from_file.returncode == 0, from_file.stderr
+    request_id = submitted_id(from_file.stderr)
+    assert from_file.stdout.splitlines() == [str(Path(f"{request_id}-0.png"))]
+    assert (tmp_path / f"{request_id}-0.png").is_file()
+    assert "warning: preview model" in from_file.stderr
+
+    from_stdin = retouch(
+        "run", endpoint, "-f", "-", "--json", env=env, cwd=tmp_path, stdin=json.dumps(payload)
+    )
+    assert from_stdin.returncode == 0, from_stdin.stderr
+    assert json.loads(from_stdin.stdout)["status"] == "succeeded"
+
+    # --no-download: the outputs' URLs, nothing saved.
+    out = tmp_path / "none"
+    urls = retouch(
+        "run",
+        endpoint,
+        "--input",
+        json.dumps(payload),
+        "--no-download",
+        "-o",
+        str(out),
+        env=env,
+        cwd=tmp_path,
+    )
+    assert urls.returncode == 0, urls.stderr
+    assert [line.split("?")[0].rsplit(".", 1)[-1] for line in urls.stdout.splitlines()] == ["png"]
+    assert urls.stdout.startswith("http") and not out.exists()
+
+
+def test_no_wait_prints_the_id_and_wait_resumes(
+    env: dict[str, str], api: Api, image_server: ImageServer, tmp_path: Path
+) -> None:
+    occupy_worker(api, image_server, seconds=3)
+    queued = retouch(
+        "edit", "x", image_server.url("/square.png"), *SMALL_FLAGS, "--no-wait", env=env
+    )
+    assert queued.returncode == 0, queued.stderr
+    request_id = queued.stdout.strip()
+    assert submitted_id(queued.stderr) == request_id
+    assert api.status(request_id).json()["status"] == "in_queue"
+    as_json = retouch(
+        "run",
+        "google/nano-banana-2/edit",
+        "--input",
+        json.dumps({"prompt": "x", "image_urls": [image_server.url("/square.png")], **SMALL}),
+        "--no-wait",
+        "--json",
+        env=env,
+    )
+    assert as_json.returncode == 0, as_json.stderr
+    submission = json.loads(as_json.stdout)
+    assert submission["status_url"].endswith(f"/{submission['request_id']}/status")
+    resumed = retouch("wait", request_id, "-o", str(tmp_path), env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stdout.strip() == str(tmp_path / f"{request_id}-0.png")
+
+
+def test_run_refuses_bad_input_before_sending(env: dict[str, str], tmp_path: Path) -> None:
+    endpoint = "google/nano-banana-2/edit"
+    cases = {
+        ("--input", "{not json"): "--input is not valid JSON",
+        ("--input", "[1, 2]"): "must be a JSON object",
+        (): "give the input once",
+        ("--input", "{}", "--input-file", "x.json"): "give the input once",
+        ("--input-file", str(tmp_path / "missing.json")): "cannot read",
+        ("--input", '{"prompt": "x", "image_urls": ["nope.png"]}'): "no such file: nope.png",
+    }
+    for flags, message in cases.items():
+        done = retouch("run", endpoint, *flags, env=env, cwd=tmp_path)
+        assert done.returncode == 2 and message in done.stderr, (flags, done.stderr)
+    unknown = retouch(
+        "run",
+        "acme/model/variant/edit",
+        "--input",
+        '{"prompt": "x", "image_urls": ["https://example.com/a.png"]}',
+        env=env,
+    )
+    assert unknown.returncode == 2 and "error 400001: " in unknown.stderr
+    assert "acme/model/variant/edit" in unknown.stderr
+
+
 def test_exit_codes_of_errors(
     env: dict[str, str], image_server: ImageServer, tmp_path: Path
 ) -> None:
@@ -134,10 +232,21 @@ def test_timeout_exits_6_and_wait_resumes(
     env: dict[str, str], image_server: ImageServer, tmp_path: Path
 ) -> None:
     slow = image_server.url("/slow.png?seconds=2")
-    timed_out = retouch("edit", "x", slow, "--resolution", "0.5K", "--timeout", "0.3", env=env)
+    timed_out = retouch(
+        "edit", "x", slow, "--resolution", "0.5K", "--timeout", "0.3", "--json", env=env
+    )
     assert timed_out.returncode == 6, timed_out.stderr
     request_id = submitted_id(timed_out.stderr)
-    assert f"retouch wait {request_id}" in timed_out.stderr.splitlines()[-1]
+    # Shell commands only: not the SDK's `client.wait(…)`.
+    assert re.fullmatch(
+        rf"error timeout: request {request_id} has not finished after 0\.3 s"
+        rf"( \(still (in_queue|in_progress)\))?; it goes on: resume with "
+        rf"`retouch wait {request_id}`",
+        timed_out.stderr.splitlines()[-1],
+    ), timed_out.stderr
+    assert "client.wait" not in timed_out.stderr
+    error = json.loads(timed_out.stdout)["error"]
+    assert error["code"] == "timeout" and error["message"] in timed_out.stderr
 
     status = retouch("status", request_id, env=env)
     assert status.returncode == 0 and json.loads(status.stdout)["request_id"] == request_id
@@ -285,3 +394,82 @@ def test_unexpected_errors_exit_7_without_a_traceback(tmp_path: Path) -> None:
     assert unexpected.returncode == 7, unexpected.stderr
     assert unexpected.stderr.startswith("error: ") and "Traceback" not in unexpected.stderr
     assert json.loads(unexpected.stdout)["error"]["code"] == "internal"
+
+
+def test_the_jobs_warnings_go_to_stderr_and_into_the_json(
+    env: dict[str, str], image_server: ImageServer, tmp_path: Path
+) -> None:
+    done = retouch(
+        "edit", "x", image_server.url("/square.png"), *SMALL_FLAGS, "--json", env=env, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    body = json.loads(done.stdout)
+    # The preview engine (the e2e server's) says its outputs are not real edits.
+    assert any(warning.startswith("preview model:") for warning in body["warnings"]), body
+    assert body["warnings"] == body["result"]["warnings"]
+    shown = [line for line in done.stderr.splitlines() if line.startswith("warning: ")]
+    assert shown == [f"warning: {warning}" for warning in body["warnings"]]
+
+    request_id = body["request_id"]
+    waited = retouch("wait", request_id, "-o", str(tmp_path / "waited"), env=env)
+    saved = retouch("result", request_id, "-o", str(tmp_path / "saved"), "--json", env=env)
+    for again in (waited, saved):
+        assert again.returncode == 0, again.stderr
+        assert [line for line in again.stderr.splitlines() if line.startswith("warning: ")] == shown
+    assert json.loads(saved.stdout)["warnings"] == body["warnings"]
+
+
+def unsigned(body: bytes) -> bytes:
+    """`body` with its output URLs' signatures blanked: each fetch signs them anew (their
+    expiry is counted from the fetch)."""
+    return re.sub(rb"expires=\d+&sig=[^\"&]+", b"expires=E&sig=S", body)
+
+
+def cli_bytes(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "retouch", *args], capture_output=True, env=env, timeout=60
+    )
+
+
+def test_status_and_result_print_the_servers_body_as_sent(
+    env: dict[str, str], api: Api, image_server: ImageServer
+) -> None:
+    done = api.submit_ok({"prompt": "x", "image_urls": [image_server.url("/square.png")], **SMALL})
+    failed = api.submit_ok({"prompt": "x", "image_urls": [image_server.url("/missing.png")]})
+    api.wait(done)
+    api.wait(failed)
+    for request_id, exit_code in ((done, 0), (failed, 1)):
+        for view in ("status", "result"):
+            printed = cli_bytes(view, request_id, env=env)
+            served = httpx.get(
+                f"{api.base}/v1/requests/{request_id}/{view}", headers=api.headers, timeout=30
+            ).content
+            assert printed.returncode == (exit_code if view == "result" else 0), printed.stderr
+            if request_id == failed:  # no signed URL: the very bytes
+                assert printed.stdout == served
+            assert unsigned(printed.stdout) == unsigned(served)
+
+            pretty = cli_bytes(view, request_id, "--pretty", env=env)
+            indented = json.dumps(json.loads(served), indent=2, ensure_ascii=False) + "\n"
+            assert unsigned(pretty.stdout) == unsigned(indented.encode())
+            assert list(json.loads(pretty.stdout)) == list(json.loads(served))  # key order
+    # The timestamps as the server wrote them, not as the SDK's models would.
+    assert b'"created_at":' in printed.stdout
+
+
+def test_version_and_help(tmp_path: Path) -> None:
+    env = client_env(tmp_path, COLUMNS="80")
+    version = retouch("--version", env=env)
+    assert version.returncode == 0, version.stderr
+    assert version.stdout == f"retouch {metadata.version('retouch')}\n"
+
+    top = retouch("--help", env=env)
+    assert top.returncode == 0, top.stderr
+    assert "Examples:" in top.stdout and "Exit codes of the client commands:" in top.stdout
+    assert re.search(r"^ +6 +timed out waiting", top.stdout, re.M)
+    keys = retouch("keys", "list", "--help", env=env)
+    assert "RETOUCH_DATA_DIR" in keys.stdout
+    secret = retouch("webhook-secret", "--help", env=env)
+    assert re.search(r"--rotate +Replace it", secret.stdout) and "<bool>" not in secret.stdout
+    for shown in (top, keys, secret):
+        assert all(len(line) <= 80 for line in shown.stdout.splitlines()), shown.stdout

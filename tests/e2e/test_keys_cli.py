@@ -1,7 +1,11 @@
-"""`retouch keys`: a created key works, is stored only hashed, and stops working once revoked."""
+"""`retouch keys`: a created key works, is stored only hashed, and stops working once revoked;
+a data dir that does not exist is refused, not made."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -37,3 +41,20 @@ def test_keys_cli_and_revocation(api: Api, server: RetouchProcess) -> None:
     server.cli("keys", "revoke", "temporary")
     time.sleep(AUTH_CACHE_SECONDS)
     assert temporary.status("nope").status_code == 401
+
+
+def test_keys_list_of_a_missing_data_dir_exits_2_and_makes_nothing(tmp_path: Path) -> None:
+    env = {name: value for name, value in os.environ.items() if not name.startswith("RETOUCH_")}
+    missing = tmp_path / "typo"
+    done = subprocess.run(
+        [sys.executable, "-m", "retouch", "keys", "list", "--data-dir", str(missing)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert f"--data-dir {missing} does not exist" in done.stderr
+    assert "`retouch serve`" in done.stderr and "Traceback" not in done.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -1,16 +1,20 @@
 """`retouch serve --api-processes N` in-process, with uvicorn and the worker supervisor
 replaced by recorders: the number checked, the import-string app handed to uvicorn, the flags
 handed to the API processes, and the worker stopped once uvicorn's parent returns. The real
-processes run in tests/e2e/test_scale_out.py."""
+processes run in tests/e2e/test_scale_out.py. Then the help of every command, --version, and
+which commands need an existing data dir."""
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import pytest
+import typer
 import uvicorn
 from typer.testing import CliRunner, Result
 
@@ -136,3 +140,153 @@ def test_serve_logs_in_the_configured_format_through_one_handler(
     [(_, options)] = recorded.uvicorn_calls
     # uvicorn configures no handlers of its own: its lines go through ours, JSON too.
     assert options["log_config"] is None and options["access_log"] is False
+
+
+# --- help, --version and the data dir (in-process: no server) --------------------------------
+
+
+def every_command() -> list[list[str]]:
+    """The words of every command and group of `retouch`, from the top."""
+    found: list[list[str]] = []
+
+    # Duck-typed: typer's commands are of the click it ships (typer._click), not `click`'s.
+    def walk(command: Any, words: list[str]) -> None:
+        found.append(words)
+        for name, sub in getattr(command, "commands", {}).items():
+            walk(sub, [*words, name])
+
+    walk(typer.main.get_command(app), [])
+    return found
+
+
+def help_of(words: list[str], columns: int = 80) -> str:
+    result = CliRunner().invoke(app, [*words, "--help"], env={"COLUMNS": str(columns)})
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def flags_of(words: list[str]) -> list[str]:
+    command: Any = typer.main.get_command(app)
+    for word in words:
+        command = command.commands[word]
+    return [
+        name
+        for param in command.params
+        if getattr(param, "is_flag", False)
+        for name in (*param.opts, *param.secondary_opts)
+    ]
+
+
+@pytest.mark.parametrize("words", every_command(), ids=lambda words: " ".join(words) or "retouch")
+def test_help_shows_flags_without_a_metavar_and_fits_80_columns(words: list[str]) -> None:
+    shown = help_of(words)
+    assert "<bool>" not in shown
+    for flag in flags_of(words):
+        assert re.search(rf"{re.escape(flag)}\s+[<{{]", shown) is None, (flag, shown)
+    assert all(len(line) <= 80 for line in shown.splitlines()), shown
+
+
+def test_help_shows_the_settings_variables_in_brackets() -> None:
+    for words in (["keys", "list"], ["serve"], ["worker"], ["migrate"]):
+        shown = " ".join(help_of(words, columns=200).split())
+        assert "[env RETOUCH_DATA_DIR; ./.retouch]" in shown, words
+        assert "[env RETOUCH_DATABASE_URL; the SQLite file in the data dir]" in shown, words
+    assert "[env RETOUCH_API_PROCESSES; 1]" in help_of(["serve"], columns=200)
+    assert "port [off]" in help_of(["worker"], columns=200)
+
+
+def test_help_paragraphs_flow_in_the_command_list() -> None:
+    # A docstring's hard line breaks used to split these summaries mid-sentence.
+    listed = help_of([], columns=200)
+    for start, end in [
+        ("Cancel a queued request", "can no longer be cancelled."),
+        ("Print a request's result", "6 not finished yet."),
+        ("Create or upgrade the database schema", "before starting many processes)."),
+    ]:
+        [line] = [line for line in listed.splitlines() if start in line]
+        assert end in line, line
+
+
+def test_help_shows_examples_and_the_exit_codes() -> None:
+    top = help_of([])
+    assert "Examples:" in top and 'retouch edit "make it snow" photo.jpg -o out/' in top
+    for shown in (top, help_of(["edit"]), help_of(["result"])):
+        assert "Exit codes of the client commands:" in shown
+        # The table keeps its layout: a code, then its meaning, continued under it.
+        assert re.search(r"^ +6 +timed out waiting", shown, re.M), shown
+        assert re.search(r"^ +130 +interrupted \(Ctrl-C\)", shown, re.M), shown
+        assert re.search(r"^ {5,}`retouch wait ID`", shown, re.M), shown
+
+
+def test_version() -> None:
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.output == f"retouch {metadata.version('retouch')}\n"
+
+
+@pytest.fixture
+def no_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No RETOUCH_* variable of the caller's, and the current folder an empty one (the
+    default data dir, ./.retouch, is relative to it)."""
+    for name in list(os.environ):
+        if name.upper().startswith("RETOUCH_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    "command", [["keys", "list"], ["keys", "revoke", "someone"], ["keys", "edit", "someone"]]
+)
+def test_commands_that_read_a_data_dir_refuse_a_missing_one(
+    no_settings: Path, command: list[str]
+) -> None:
+    missing = no_settings / "typo"
+    result = CliRunner().invoke(app, [*command, "--data-dir", str(missing)])
+    assert result.exit_code == 2, result.output
+    assert f"--data-dir {missing} does not exist" in result.output
+    assert "`retouch serve`" in result.output and "RETOUCH_DATA_DIR" in result.output
+    assert list(no_settings.iterdir()) == []  # nothing made
+
+    from_env = CliRunner().invoke(app, command, env={"RETOUCH_DATA_DIR": str(missing)})
+    assert from_env.exit_code == 2, from_env.output
+    assert f"RETOUCH_DATA_DIR={missing} does not exist" in from_env.output
+
+    default = CliRunner().invoke(app, command)
+    assert default.exit_code == 2, default.output
+    assert "the default data dir .retouch" in default.output
+    assert list(no_settings.iterdir()) == []
+
+
+def test_commands_that_make_a_data_dir_still_do(no_settings: Path) -> None:
+    fresh = no_settings / "fresh"
+    created = CliRunner().invoke(app, ["keys", "create", "--name", "a", "--data-dir", str(fresh)])
+    assert created.exit_code == 0, created.output
+    assert created.output.strip().splitlines()[-1].startswith("rtk_")
+    listed = CliRunner().invoke(app, ["keys", "list", "--data-dir", str(fresh)])
+    assert listed.exit_code == 0 and " a " in listed.output, listed.output
+    other = no_settings / "other"
+    migrated = CliRunner().invoke(app, ["migrate", "--data-dir", str(other)])
+    assert migrated.exit_code == 0 and (other / "retouch.db").is_file(), migrated.output
+
+
+def test_a_worker_needs_the_data_dir_only_where_it_reads_it(
+    no_settings: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    missing = str(no_settings / "typo")
+    # The jobs (the SQLite file) are in the data dir.
+    refused = CliRunner().invoke(app, ["worker", "--data-dir", missing])
+    assert refused.exit_code == 2 and "does not exist" in refused.output, refused.output
+    # The jobs elsewhere, the outputs still in the data dir's folder.
+    postgres = {"RETOUCH_DATABASE_URL": "postgresql+psycopg://u:p@127.0.0.1:9/db"}
+    outputs_here = CliRunner().invoke(app, ["worker", "--data-dir", missing], env=postgres)
+    assert outputs_here.exit_code == 2 and "does not exist" in outputs_here.output
+
+    # Both elsewhere: the worker goes on (stopped here, past the check).
+    def stop(settings: Settings) -> None:
+        raise typer.Exit(42)
+
+    monkeypatch.setattr("retouch.cli.services_or_exit", stop)
+    elsewhere = {**postgres, "RETOUCH_STORAGE_URL": "s3://bucket/prefix"}
+    started = CliRunner().invoke(app, ["worker", "--data-dir", missing], env=elsewhere)
+    assert started.exit_code == 42, started.output

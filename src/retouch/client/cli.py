@@ -1,41 +1,30 @@
-"""The client commands of `retouch`: edit, wait, status, result, cancel, upload, requests and
-webhook-secret, on the SDK's `Client`.
+"""The client commands of `retouch`: edit, run, wait, status, result, cancel, upload, requests
+and webhook-secret, on the SDK's `Client`.
 
 The server URL and the key come from `--url` / `--api-key`, else RETOUCH_URL /
 RETOUCH_API_KEY, else the config file (`retouch.client.config`). Results and saved paths go
-to standard output; progress, the request id and errors (`error <code>: <message>`) go to
-standard error.
+to standard output; progress, the request id, the job's warnings (`warning: <text>`) and
+errors (`error <code>: <message>`) go to standard error. `status` and `result` print the
+server's JSON body as it sent it (`--pretty` indents it).
 
-Exit codes:
-    0  done
-    1  the job failed, or the content policy withheld some of its outputs (the others are saved)
-    2  usage or invalid input: bad flags, a missing file, 400/413/422 from the server, a bad
-       config file
-    3  authentication: no API key, an unusable one (not visible ASCII), or the server refused
-       it (401/403)
-    4  not found: no such request id (for this key)
-    5  the job was cancelled
-    6  timed out waiting (or `result` of an unfinished job): the job goes on; resume with
-       `retouch wait ID`
-    7  server or connection error (5xx, 429, unreachable), or an unexpected error in the
-       client (`error: <message>`)
-    8  conflict: 409 (an idempotency key reused with another body), or `cancel` of a job that
-       can no longer be cancelled (one already cancelled exits 0)
-    130  interrupted (Ctrl-C): a submitted job goes on; resume with `retouch wait ID`
+The exit codes are EXIT_CODES_HELP below (also shown by `retouch --help` and each client
+command's help).
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     Progress,
@@ -47,8 +36,8 @@ from rich.progress import (
 
 from retouch.client import errors
 from retouch.client.clients import Client
-from retouch.client.core import is_url, settle
-from retouch.client.models import EditFields, Result, Status, Submission, Upload
+from retouch.client.core import is_url, new_idempotency_key, settle
+from retouch.client.models import Fetched, Result, Status, Submission, Upload
 from retouch.contract.inputs import DEFAULT_ENDPOINT
 
 EXIT_FAILED = 1
@@ -60,6 +49,71 @@ EXIT_TIMEOUT = 6
 EXIT_SERVER = 7
 EXIT_CONFLICT = 8
 EXIT_INTERRUPTED = 130  # the shell's convention for SIGINT
+
+# Shown as written, each line at most 74 characters: readable at 80 columns.
+EXIT_CODES_HELP = """\
+Exit codes of the client commands:
+  0    done
+  1    the job failed, or the content policy withheld some of its outputs
+       (the others are saved)
+  2    usage or invalid input: bad flags, a missing file, 400/413/422 from
+       the server, a bad config file
+  3    authentication: no API key, an unusable one (not visible ASCII), or
+       the server refused it (401/403)
+  4    not found: no such request id (for this key)
+  5    the job was cancelled
+  6    timed out waiting (or `result` of an unfinished job): the job goes
+       on; resume with `retouch wait ID`
+  7    server or connection error (5xx, 429, unreachable), or an
+       unexpected error in the client (`error: <message>`)
+  8    conflict: 409 (an idempotency key reused with another body), or
+       `cancel` of a job that can no longer be cancelled (one already
+       cancelled exits 0)
+  130  interrupted (Ctrl-C): a submitted job goes on; resume with
+       `retouch wait ID`"""
+
+EXAMPLES_HELP = """\
+Examples:
+  retouch serve                     the API and a worker; prints a key
+  export RETOUCH_API_KEY=rtk_...    the key the client commands send
+  retouch edit "make it snow" photo.jpg -o out/
+  retouch edit "add a hat" https://example.com/a.png --resolution 2K
+  retouch wait ID                   resume after a timeout or Ctrl-C
+  retouch result ID --pretty        the result's JSON, indented
+  retouch keys create --name alice  another API key"""
+
+
+# False under TYPER_USE_RICH=0: typer then leaves the help to click, which takes it as plain
+# text (no markup to escape) and rewraps every paragraph not marked with \b.
+_RICH_HELP = bool(getattr(typer.core, "HAS_RICH", True))
+
+
+def _shown(text: str) -> str:
+    return escape(text) if _RICH_HELP else text
+
+
+def help_text(text: str | None) -> str:
+    """A docstring as help: each paragraph on one line (typer's rich mode keeps single line
+    breaks in places, which split sentences mid-line), and shown as written (brackets are
+    rich markup to typer: `[env X]` would vanish)."""
+    paragraphs = inspect.cleandoc(text or "").split("\n\n")
+    return "\n\n".join(_shown(" ".join(paragraph.split())) for paragraph in paragraphs)
+
+
+def verbatim(text: str) -> str:
+    """An option's help shown as written (rich markup escaped)."""
+    return _shown(text)
+
+
+def epilog(text: str) -> str:
+    """An epilog shown as written, its lines and their indentation included: typer dedents
+    an epilog's lines after the first (inspect.cleandoc) by their common indentation, so the
+    first line is left empty (cleandoc drops it) for the heading to count as a line of no
+    indentation. Click's plain help keeps each paragraph as it is after a \b line."""
+    if not _RICH_HELP:
+        return "\n\n".join(f"\b\n{paragraph}" for paragraph in text.split("\n\n"))
+    return "\n" + escape(text)
+
 
 # Most specific first: the first class an error is an instance of gives its exit code.
 _EXIT_CODES: list[tuple[type[BaseException], int]] = [
@@ -74,6 +128,8 @@ _EXIT_CODES: list[tuple[type[BaseException], int]] = [
     (errors.NotFoundError, EXIT_NOT_FOUND),
     (errors.ConflictError, EXIT_CONFLICT),
     (errors.BadRequestError, EXIT_USAGE),
+    # Before OSError: the SDK's connection error is also the builtin ConnectionError.
+    (errors.ConnectionError, EXIT_SERVER),
     (OSError, EXIT_USAGE),  # a local file: missing, unreadable, or an unwritable -o folder
 ]
 
@@ -92,6 +148,10 @@ JsonOutput = Annotated[
     bool, typer.Option("--json", help="Print one JSON object on standard output")
 ]
 NoProgress = Annotated[bool, typer.Option("--no-progress", help="No progress bar")]
+Pretty = Annotated[
+    bool,
+    typer.Option("--pretty", help="Indent the JSON (else it is printed as the server sent it)"),
+]
 OutputDir = Annotated[
     Path, typer.Option("--output", "-o", help="Folder to save the outputs in", file_okay=False)
 ]
@@ -102,6 +162,20 @@ Timeout = Annotated[
     ),
 ]
 RequestId = Annotated[str, typer.Argument(help="The request id")]
+Webhook = Annotated[str | None, typer.Option(help="URL to notify when it ends")]
+IdempotencyKey = Annotated[
+    str | None, typer.Option(help="Repeat a submit safely: the same key, the same job")
+]
+NoWait = Annotated[
+    bool,
+    typer.Option(
+        "--no-wait", help="Submit, print the request id and exit (then: `retouch wait ID`)"
+    ),
+]
+NoDownload = Annotated[
+    bool,
+    typer.Option("--no-download", help="Wait, then print the outputs' URLs instead of saving"),
+]
 
 
 def exit_code(error: BaseException) -> int:
@@ -130,11 +204,25 @@ def _label(error: BaseException) -> str:
 
 
 def _message(error: BaseException) -> str:
+    if isinstance(error, errors.WaitTimeout):
+        return _timeout_message(error)
     if isinstance(error, errors.RetouchError):
         return error.message
     if isinstance(error, OSError) and error.filename is not None:
         return f"{error.strerror}: {error.filename}"
     return str(error)
+
+
+def _timeout_message(error: errors.WaitTimeout) -> str:
+    """The CLI's own words for a timeout: the SDK's name `client.wait(…)`, which a shell
+    user cannot call."""
+    rid = error.request_id
+    after = f" after {error.timeout:g} s" if error.timeout is not None else ""
+    state = f" (still {error.status.status})" if error.status is not None else ""
+    return (
+        f"request {rid} has not finished{after}{state}; it goes on: resume with "
+        f"`retouch wait {rid}`"
+    )
 
 
 def _detail_lines(error: BaseException) -> list[str]:
@@ -195,14 +283,24 @@ def reported(json_output: bool = False) -> Iterator[None]:
         raise typer.Exit(exit_code(error)) from None
 
 
+# A progress phase's description once it has ended.
+_ENDED = {"upload": "uploaded", "queue": "queued", "edit": "edited", "download": "downloaded"}
+
+
 class ProgressView:
-    """Progress on standard error: a rich progress bar when it is a terminal (and progress
-    is wanted); the request id line in any case, so a user can always resume."""
+    """Progress on standard error: a rich progress display when it is a terminal (and
+    progress is wanted); the request id line in any case, so a user can always resume.
+
+    One task (line) per phase: uploading, in queue, editing (the denoising steps once
+    known), downloading. A phase that ends is completed (a tick, its clock stopped) and
+    stays in view; the next one starts its own clock. A phase of unknown length (the
+    queue, an edit before its steps are known) is indeterminate: its spinner, bar and clock
+    keep moving. The whole display goes once the command is done."""
 
     def __init__(self, enabled: bool) -> None:
         self._progress = (
             Progress(
-                SpinnerColumn(),
+                SpinnerColumn(finished_text="✓"),
                 TextColumn("{task.description}"),
                 BarColumn(),
                 TextColumn("{task.fields[count]}"),
@@ -213,6 +311,7 @@ class ProgressView:
             if enabled and stderr.is_terminal
             else None
         )
+        self._phase: str | None = None
         self._task: TaskID | None = None
         self._done = 0
         self._total = 0
@@ -220,7 +319,6 @@ class ProgressView:
     def __enter__(self) -> ProgressView:
         if self._progress is not None:
             self._progress.start()
-            self._task = self._progress.add_task("starting", total=None, count="")
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -230,69 +328,136 @@ class ProgressView:
         if self._progress is not None:
             self._progress.stop()
 
-    def show(self, description: str, completed: int = 0, total: int | None = None) -> None:
-        if self._progress is None or self._task is None:
+    def _show(
+        self, phase: str, description: str, completed: int = 0, total: int | None = None
+    ) -> None:
+        """Show `phase`: its task updated, or (another phase) the current one ended and a
+        new task started, with its own clock."""
+        if self._progress is None:
             return
         count = f"{completed}/{total}" if total else ""
+        if phase != self._phase or self._task is None:
+            self._end_phase()
+            self._phase = phase
+            self._task = self._progress.add_task(
+                description, total=total, completed=completed, count=count
+            )
+            return
         self._progress.update(
             self._task, description=description, completed=completed, total=total, count=count
         )
 
+    def _end_phase(self) -> None:
+        """Complete the current phase's task: full, ticked, its clock stopped."""
+        if self._progress is None or self._task is None or self._phase is None:
+            return
+        task = next(task for task in self._progress.tasks if task.id == self._task)
+        total = task.total or 1
+        count = f"{int(task.total)}/{int(task.total)}" if task.total else ""
+        self._progress.update(
+            self._task,
+            description=_ENDED.get(self._phase, self._phase),
+            total=total,
+            completed=total,
+            count=count,
+        )
+        self._progress.stop_task(self._task)
+        self._phase = self._task = None
+
     def uploading(self, total: int) -> None:
         self._done, self._total = 0, total
         if total:
-            self.show("uploading", 0, total)
+            self._show("upload", "uploading", 0, total)
 
     def uploaded(self, upload: Upload) -> None:
         self._done += 1
-        self.show("uploading", self._done, self._total)
+        self._show("upload", "uploading", self._done, self._total)
 
     def submitted(self, submission: Submission) -> None:
         rid = submission.request_id
         stderr.print(f"request {rid} submitted (resume with: retouch wait {rid})", markup=False)
-        self.show("submitted")
+        self._end_phase()
 
     def update(self, status: Status) -> None:
         if status.status == "in_queue":
-            self.show(f"in queue (position {status.queue_position})")
-        elif status.progress is not None:
-            self.show("editing", status.progress.step, status.progress.total)
-        else:
-            self.show(status.status.replace("_", " "))
+            position = status.queue_position
+            where = f" (position {position})" if position is not None else ""
+            self._show("queue", f"in queue{where}")
+        elif status.status == "in_progress":
+            progress = status.progress
+            if progress is not None:
+                self._show("edit", "editing", progress.step, progress.total)
+            else:
+                self._show("edit", "editing")
+        else:  # finished
+            self._end_phase()
 
     def downloading(self, total: int) -> None:
         self._done, self._total = 0, total
-        self.show("downloading", 0, total)
+        self._show("download", "downloading", 0, total)
 
     def downloaded(self, path: Path) -> None:
         self._done += 1
-        self.show("downloading", self._done, self._total)
+        self._show("download", "downloading", self._done, self._total)
 
 
 def open_client(url: str | None, api_key: str | None) -> Client:
     return Client(url, api_key)
 
 
+def print_body(body: bytes, pretty: bool) -> None:
+    """The server's JSON body on standard output: byte for byte (a newline added only on a
+    terminal), or with `pretty` indented, its keys in the server's order."""
+    if pretty:
+        data = (json.dumps(json.loads(body), indent=2, ensure_ascii=False) + "\n").encode()
+    elif sys.stdout.isatty() and not body.endswith(b"\n"):
+        data = body + b"\n"
+    else:
+        data = body
+    sys.stdout.flush()
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
+
+
+def print_warnings(result: Result) -> None:
+    """What the server said about the job besides its outputs (e.g. that a preview model
+    made them, or a field this engine ignores): on standard error, one per line."""
+    for warning in result.warnings:
+        stderr.print(f"warning: {warning}", markup=False)
+
+
 def save_and_report(
-    client: Client, view: ProgressView, result: Result, output_dir: Path, json_output: bool
+    client: Client,
+    view: ProgressView,
+    result: Result,
+    output_dir: Path,
+    json_output: bool,
+    body: bytes | None = None,
+    *,
+    download: bool = True,
 ) -> None:
-    """Save a finished job's outputs and print their paths (or the JSON summary); exit 1
-    when the content policy withheld some of them."""
-    view.downloading(len(result.images))
-    files = client.download(result, output_dir, on_file=view.downloaded)
+    """Save a finished job's outputs and print their paths (or, without `download`, their
+    URLs; or the JSON summary, whose `result` is the server's `body` when given), and its
+    warnings; exit 1 when the content policy withheld some of them."""
+    files: list[Path] = []
+    if download:
+        view.downloading(len(result.images))
+        files = client.download(result, output_dir, on_file=view.downloaded)
     view.stop()
+    print_warnings(result)
     if json_output:
         print_json(
             {
                 "request_id": result.request_id,
                 "status": result.status,
                 "files": [str(path) for path in files],
-                "result": _dump(result),
+                "warnings": list(result.warnings),
+                "result": _dump(result) if body is None else json.loads(body),
             }
         )
     else:
-        for path in files:
-            print(path, flush=True)
+        for line in files if download else result.images:
+            print(line, flush=True)
     if result.withheld:
         generated = len(result.has_nsfw_concepts or [])
         raise fail(
@@ -301,6 +466,62 @@ def save_and_report(
             f"{result.withheld} of {generated} outputs of request {result.request_id} were "
             "withheld by the content policy (safety_tolerance); the others are saved",
         )
+
+
+def submit_and_finish(
+    endpoint: str,
+    body: dict[str, Any],
+    *,
+    output_dir: Path,
+    timeout: float | None,
+    webhook: str | None,
+    idempotency_key: str | None,
+    json_output: bool,
+    no_progress: bool,
+    no_wait: bool,
+    no_download: bool,
+    url: str | None,
+    api_key: str | None,
+) -> None:
+    """`edit` and `run`: upload local images, submit; then print the request id
+    (`no_wait`), or wait and save the outputs (or print their URLs: `no_download`)."""
+    # Always a key: a submit whose answer is lost is then retried without a second job.
+    key = idempotency_key or new_idempotency_key()
+    images = body.get("image_urls")
+    local = (
+        [i for i in images if isinstance(i, str) and not is_url(i)]
+        if isinstance(images, list)
+        else []
+    )
+    with (
+        reported(json_output),
+        ProgressView(not no_progress) as view,
+        open_client(url, api_key) as client,
+    ):
+        view.uploading(len(local))
+        if no_wait:
+            handle = client.submit(
+                endpoint, body, on_upload=view.uploaded, webhook=webhook, idempotency_key=key
+            )
+            view.stop()
+            if handle.submission is not None:
+                view.submitted(handle.submission)
+            if json_output and handle.submission is not None:
+                print_json(_dump(handle.submission))
+            else:
+                print(handle.request_id, flush=True)
+            return
+        result = client.run(
+            endpoint,
+            body,
+            timeout=timeout,
+            on_upload=view.uploaded,
+            on_submitted=view.submitted,
+            on_update=view.update,
+            webhook=webhook,
+            idempotency_key=key,
+        )
+        save_and_report(client, view, result, output_dir, json_output, download=not no_download)
 
 
 def edit(
@@ -322,17 +543,18 @@ def edit(
     ] = None,
     endpoint: Annotated[str, typer.Option(help="The model endpoint")] = DEFAULT_ENDPOINT,
     timeout: Timeout = None,
-    webhook: Annotated[str | None, typer.Option(help="URL to notify when it ends")] = None,
-    idempotency_key: Annotated[
-        str | None, typer.Option(help="Repeat a submit safely: the same key, the same job")
-    ] = None,
+    webhook: Webhook = None,
+    idempotency_key: IdempotencyKey = None,
     json_output: JsonOutput = False,
     no_progress: NoProgress = False,
+    no_wait: NoWait = False,
+    no_download: NoDownload = False,
     url: Url = None,
     api_key: ApiKey = None,
 ) -> None:
     """Edit images from a prompt: upload local files, submit, wait, save the outputs as
-    <request_id>-<n>.<ext> and print their paths."""
+    <request_id>-<n>.<ext> and print their paths (the job's warnings go to standard
+    error)."""
     chosen = {
         "num_images": num_images,
         "seed": seed,
@@ -341,26 +563,94 @@ def edit(
         "output_format": output_format,
         "safety_tolerance": safety_tolerance,
     }
-    fields = cast(EditFields, {name: value for name, value in chosen.items() if value is not None})
-    with (
-        reported(json_output),
-        ProgressView(not no_progress) as view,
-        open_client(url, api_key) as client,
-    ):
-        view.uploading(sum(not is_url(image) for image in images))
-        result = client.run(
-            prompt,
-            images,
-            endpoint=endpoint,
-            timeout=timeout,
-            on_upload=view.uploaded,
-            on_submitted=view.submitted,
-            on_update=view.update,
-            webhook=webhook,
-            idempotency_key=idempotency_key,
-            **fields,
+    fields = {name: value for name, value in chosen.items() if value is not None}
+    submit_and_finish(
+        endpoint,
+        {"prompt": prompt, "image_urls": list(images), **fields},
+        output_dir=output_dir,
+        timeout=timeout,
+        webhook=webhook,
+        idempotency_key=idempotency_key,
+        json_output=json_output,
+        no_progress=no_progress,
+        no_wait=no_wait,
+        no_download=no_download,
+        url=url,
+        api_key=api_key,
+    )
+
+
+def read_input(input_json: str | None, input_file: str | None) -> dict[str, Any]:
+    """The input object of `run`, from --input or --input-file (- : standard input)."""
+    if (input_json is None) == (input_file is None):
+        raise fail(
+            EXIT_USAGE,
+            "usage",
+            "give the input once: --input JSON, or --input-file FILE (- for standard input)",
         )
-        save_and_report(client, view, result, output_dir, json_output)
+    source = "--input"
+    text = input_json
+    if input_file is not None:
+        source = "standard input" if input_file == "-" else input_file
+        try:
+            text = sys.stdin.read() if input_file == "-" else Path(input_file).read_text("utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise fail(EXIT_USAGE, "input", f"cannot read {source}: {error}") from None
+    try:
+        value = json.loads(text or "")
+    except ValueError as error:
+        raise fail(EXIT_USAGE, "input", f"{source} is not valid JSON: {error}") from None
+    if not isinstance(value, dict):
+        raise fail(
+            EXIT_USAGE,
+            "input",
+            f"{source} must be a JSON object of the endpoint's input fields, such as "
+            '{"prompt": "make it snow", "image_urls": ["photo.jpg"]}',
+        )
+    return value
+
+
+def run(
+    endpoint: Annotated[
+        str,
+        typer.Argument(help="The endpoint id, e.g. google/nano-banana-2/edit (GET /v1/models)"),
+    ],
+    input_json: Annotated[
+        str | None,
+        typer.Option("--input", "-i", help="The input as JSON, as the API page writes it"),
+    ] = None,
+    input_file: Annotated[
+        str | None,
+        typer.Option("--input-file", "-f", help="The input JSON from a file (- : standard input)"),
+    ] = None,
+    output_dir: OutputDir = Path("."),
+    timeout: Timeout = None,
+    webhook: Webhook = None,
+    idempotency_key: IdempotencyKey = None,
+    json_output: JsonOutput = False,
+    no_progress: NoProgress = False,
+    no_wait: NoWait = False,
+    no_download: NoDownload = False,
+    url: Url = None,
+    api_key: ApiKey = None,
+) -> None:
+    """Run an endpoint on an input JSON (its schema: GET /v1/models/ENDPOINT/schema): local
+    files in image_urls (relative to the current folder) are uploaded first; then wait and
+    save the outputs like `edit`."""
+    submit_and_finish(
+        endpoint,
+        read_input(input_json, input_file),
+        output_dir=output_dir,
+        timeout=timeout,
+        webhook=webhook,
+        idempotency_key=idempotency_key,
+        json_output=json_output,
+        no_progress=no_progress,
+        no_wait=no_wait,
+        no_download=no_download,
+        url=url,
+        api_key=api_key,
+    )
 
 
 def wait(
@@ -382,10 +672,13 @@ def wait(
         save_and_report(client, view, result, output_dir, json_output)
 
 
-def status(request_id: RequestId, url: Url = None, api_key: ApiKey = None) -> None:
-    """Print a request's status (JSON)."""
+def status(
+    request_id: RequestId, pretty: Pretty = False, url: Url = None, api_key: ApiKey = None
+) -> None:
+    """Print a request's status: the server's JSON, as it sent it."""
     with reported(), open_client(url, api_key) as client:
-        print_json(_dump(client.status(request_id)))
+        fetched: Fetched[Status] = client.fetch_status(request_id)
+        print_body(fetched.body, pretty)
 
 
 def result(
@@ -395,15 +688,18 @@ def result(
         typer.Option("--output", "-o", help="Save the outputs here and print their paths"),
     ] = None,
     json_output: JsonOutput = False,
+    pretty: Pretty = False,
     url: Url = None,
     api_key: ApiKey = None,
 ) -> None:
-    """Print a request's result (JSON), or with -o save its outputs. Exits like `wait`: 1
-    failed, 5 cancelled, 6 not finished yet."""
+    """Print a request's result (the server's JSON, as it sent it), or with -o save its
+    outputs (and print its warnings). Exits like `wait`: 1 failed, 5 cancelled, 6 not
+    finished yet."""
     with reported(json_output and output_dir is not None), open_client(url, api_key) as client:
-        found = client.result(request_id)
+        fetched: Fetched[Result] = client.fetch_result(request_id)
+        found = fetched.value
         if output_dir is None:
-            print_json(_dump(found))
+            print_body(fetched.body, pretty)
         if not found.finished:
             raise fail(
                 EXIT_TIMEOUT,
@@ -413,15 +709,22 @@ def result(
             )
         settle(found)
         if output_dir is not None:
-            save_and_report(client, ProgressView(False), found, output_dir, json_output)
+            view = ProgressView(False)
+            save_and_report(client, view, found, output_dir, json_output, fetched.body)
 
 
-def cancel(request_id: RequestId, url: Url = None, api_key: ApiKey = None) -> None:
-    """Cancel a queued request. Exits 0 when it is cancelled (also already: repeating a cancel
-    is harmless), 8 when it can no longer be cancelled."""
+def cancel(
+    request_id: RequestId, pretty: Pretty = False, url: Url = None, api_key: ApiKey = None
+) -> None:
+    """Cancel a queued request and print the outcome (JSON). Exits 0 when it is cancelled
+    (also already: repeating a cancel is harmless), 8 when it can no longer be
+    cancelled."""
     with reported(), open_client(url, api_key) as client:
         outcome = client.cancel(request_id)
-        print_json(_dump(outcome))
+        # The SDK gives no cancel body as sent: its fields (no timestamps), compact as the
+        # server writes them, like `status` and `result`.
+        dumped = _dump(outcome)
+        print_body(json.dumps(dumped, ensure_ascii=False, separators=(",", ":")).encode(), pretty)
         # `cancelled` is also true for a job cancelled before (outcome not_cancellable).
         if not outcome.cancelled:
             raise fail(
@@ -469,7 +772,7 @@ def requests(
 
 
 def webhook_secret(
-    rotate: Annotated[bool, typer.Option(help="Replace it with a new one")] = False,
+    rotate: Annotated[bool, typer.Option("--rotate", help="Replace it with a new one")] = False,
     url: Url = None,
     api_key: ApiKey = None,
 ) -> None:
@@ -480,6 +783,7 @@ def webhook_secret(
 
 COMMANDS: dict[str, Callable[..., None]] = {
     "edit": edit,
+    "run": run,
     "wait": wait,
     "status": status,
     "result": result,
@@ -526,6 +830,8 @@ def last_resort(command: Callable[..., None]) -> Callable[..., None]:
 
 
 def register(app: typer.Typer) -> None:
-    """Add the client commands to the `retouch` command."""
+    """Add the client commands to the `retouch` command, each help with the exit codes."""
     for name, command in COMMANDS.items():
-        app.command(name)(last_resort(command))
+        app.command(name, help=help_text(command.__doc__), epilog=epilog(EXIT_CODES_HELP))(
+            last_resort(command)
+        )
