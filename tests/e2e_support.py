@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 import socket
@@ -324,6 +325,23 @@ class Api:
         return self.http.post(
             f"{self.base}/v1/requests/{request_id}/cancel", headers=self.headers, timeout=30
         )
+
+    def events(self, request_id: str, **params: str) -> list[tuple[str, dict[str, Any]]]:
+        """The event stream's events (name, JSON body), read to its end."""
+        events: list[tuple[str, dict[str, Any]]] = []
+        url = f"{self.base}/v1/requests/{request_id}/stream"
+        with self.http.stream(
+            "GET", url, params=params, headers=self.headers, timeout=60
+        ) as response:
+            assert response.status_code == 200, response.read()
+            assert response.headers["content-type"].startswith("text/event-stream")
+            name = ""
+            for line in response.iter_lines():
+                if line.startswith("event: "):
+                    name = line.removeprefix("event: ")
+                elif line.startswith("data: "):
+                    events.append((name, json.loads(line.removeprefix("data: "))))
+        return events
 
     def wait(self, request_id: str, timeout: float = 120) -> dict[str, Any]:
         deadline = time.monotonic() + timeout

@@ -303,27 +303,11 @@ def test_a_bad_logs_value_is_refused_once_the_key_is_known(api: Api, view: str, 
 # --- the event stream -------------------------------------------------------------------------
 
 
-def read_events(api: Api, request_id: str) -> list[tuple[str, dict[str, Any]]]:
-    events: list[tuple[str, dict[str, Any]]] = []
-    with api.http.stream(
-        "GET", f"{api.base}/v1/requests/{request_id}/stream", headers=api.headers, timeout=60
-    ) as response:
-        assert response.status_code == 200
-        assert response.headers["content-type"].startswith("text/event-stream")
-        name = ""
-        for line in response.iter_lines():
-            if line.startswith("event: "):
-                name = line.removeprefix("event: ")
-            elif line.startswith("data: "):
-                events.append((name, json.loads(line.removeprefix("data: "))))
-    return events
-
-
 def test_stream_sends_each_change_then_the_result(api: Api, image_server: ImageServer) -> None:
     # The stream is read while a job queues behind a running one: it sees every state.
     blocker = occupy_worker(api, image_server, seconds=2)
     request_id = api.submit_ok(body_for(image_server, num_images=2))
-    events = read_events(api, request_id)
+    events = api.events(request_id)
     names = [name for name, _ in events]
     assert names[-1] == "result" and set(names[:-1]) == {"status"}
     statuses = [data for name, data in events if name == "status"]
@@ -342,7 +326,7 @@ def test_stream_of_a_finished_job_is_its_final_status_and_result(
 ) -> None:
     request_id = api.submit_ok(body_for(image_server))
     api.wait(request_id)
-    events = read_events(api, request_id)
+    events = api.events(request_id)
     assert [name for name, _ in events] == ["status", "result"]
     assert events[0][1]["status"] == "completed"
 

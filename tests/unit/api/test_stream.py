@@ -150,21 +150,6 @@ def test_prefer_wait_ends_its_wait_when_the_database_stops_answering(
 # --- ?logs=1 on the stream ------------------------------------------------------------------
 
 
-def read_events(api: Api, request_id: str, **params: str) -> list[tuple[str, dict[str, Any]]]:
-    """The stream's events (name, body) to its end, read over HTTP."""
-    events: list[tuple[str, dict[str, Any]]] = []
-    url = f"{api.base}/v1/requests/{request_id}/stream"
-    with api.http.stream("GET", url, params=params, headers=api.headers, timeout=60) as response:
-        assert response.status_code == 200
-        name = ""
-        for line in response.iter_lines():
-            if line.startswith("event: "):
-                name = line.removeprefix("event: ")
-            elif line.startswith("data: "):
-                events.append((name, json.loads(line.removeprefix("data: "))))
-    return events
-
-
 def started_by(lines: list[dict[str, Any]]) -> bool:
     return any(line["message"].startswith("started by") for line in lines)
 
@@ -224,12 +209,12 @@ def test_a_stream_carries_logs_only_when_asked(api: Api) -> None:
         f"{api.base}/v1/requests/{request_id}/status", params={"logs": "1"}, headers=api.headers
     ).json()["logs"]
     for spelling in ("1", "true", "on"):
-        events = read_events(api, request_id, logs=spelling)
+        events = api.events(request_id, logs=spelling)
         assert [name for name, _ in events] == ["status", "result"]
         assert all(data["logs"] == polled for _, data in events)
         assert started_by(polled)
     for params in ({}, {"logs": "0"}, {"logs": "false"}):
-        events = read_events(api, request_id, **params)
+        events = api.events(request_id, **params)
         assert [name for name, _ in events] == ["status", "result"]
         assert all("logs" not in data for _, data in events)
 

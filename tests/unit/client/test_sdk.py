@@ -50,11 +50,11 @@ def client(api: Api) -> Iterator[Client]:
         yield opened
 
 
-def test_sdk_imports_neither_torch_nor_server_modules() -> None:
+def test_sdk_imports_neither_torch_nor_server_modules_nor_pil() -> None:
     code = (
-        "import sys, retouch.client, retouch.client.cli\n"
+        "import sys, retouch.client, retouch.client.cli, retouch.client.webhooks\n"
         "heavy = ('torch', 'diffusers', 'fastapi', 'sqlalchemy', 'retouch.api',"
-        " 'retouch.worker', 'retouch.engine', 'retouch.jobs')\n"
+        " 'retouch.worker', 'retouch.engine', 'retouch.jobs', 'PIL', 'standardwebhooks')\n"
         "print(sorted(m for m in sys.modules if m.startswith(heavy)))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
