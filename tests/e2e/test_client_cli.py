@@ -178,6 +178,10 @@ def test_run_refuses_bad_input_before_sending(env: dict[str, str], tmp_path: Pat
         env=env,
     )
     assert unknown.returncode == 2 and "error 400001: " in unknown.stderr
+    for not_an_id in ("bad id", "../webhooks/secret"):
+        refused = retouch("run", not_an_id, "--input", "{}", env=env)
+        assert refused.returncode == 2 and "error endpoint: " in refused.stderr, refused.stderr
+        assert "retouch edit PROMPT" in refused.stderr or " " not in not_an_id
     assert "acme/model/variant/edit" in unknown.stderr
 
 

@@ -36,7 +36,7 @@ from rich.progress import (
 
 from retouch.client import errors
 from retouch.client.clients import Client
-from retouch.client.core import is_url, new_idempotency_key, settle
+from retouch.client.core import is_uploaded, new_idempotency_key, settle
 from retouch.client.models import Fetched, Result, Status, Submission, Upload
 from retouch.contract.inputs import DEFAULT_ENDPOINT
 
@@ -488,11 +488,7 @@ def submit_and_finish(
     # Always a key: a submit whose answer is lost is then retried without a second job.
     key = idempotency_key or new_idempotency_key()
     images = body.get("image_urls")
-    local = (
-        [i for i in images if isinstance(i, str) and not is_url(i)]
-        if isinstance(images, list)
-        else []
-    )
+    local = [image for image in images if is_uploaded(image)] if isinstance(images, list) else []
     with (
         reported(json_output),
         ProgressView(not no_progress) as view,

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import mimetypes
 import random
+import re
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path, PurePosixPath
-from typing import Any, TypeVar, Unpack
+from typing import Any, TypeGuard, TypeVar, Unpack
 from urllib.parse import quote, urlsplit
 
 import httpx
@@ -158,12 +159,25 @@ def is_url(image: object) -> bool:
     return isinstance(image, str) and image.lower().startswith(("http://", "https://", "data:"))
 
 
-def _is_path(image: object) -> bool:
-    return isinstance(image, str | PathLike)
+def _is_path(image: object) -> TypeGuard[str | PathLike[str]]:
+    return isinstance(image, str | PathLike) and not is_url(image)
 
 
-def _is_uploaded_as_bytes(image: object) -> bool:
-    return isinstance(image, bytes | bytearray | memoryview) or is_pil_image(image)
+def is_uploaded(image: object) -> bool:
+    """Whether an item of `image_urls` is uploaded before the submit: a local path, bytes or
+    a PIL image (URLs go as they are; anything else is the server's to judge)."""
+    return (
+        _is_path(image) or isinstance(image, bytes | bytearray | memoryview) or is_pil_image(image)
+    )
+
+
+def _local_path(image: str | PathLike[str]) -> Path:
+    return Path(image).expanduser()
+
+
+# One segment of an endpoint id: what a URL path carries as it is, and no `.` or `..` (which
+# httpx would resolve, sending the submit to another route).
+_ENDPOINT_SEGMENT = re.compile(r"(?!\.{1,2}$)[A-Za-z0-9._~-]+")
 
 
 def _logs_param(with_logs: bool) -> dict[str, str] | None:
@@ -176,11 +190,18 @@ def check_endpoint_id(endpoint: object) -> str:
     if not isinstance(endpoint, str):
         raise TypeError(f"endpoint must be an endpoint id (str), not {type(endpoint).__name__}")
     cleaned = endpoint.strip("/")
-    if not cleaned or any(character.isspace() for character in cleaned):
-        raise ValueError(
-            f"endpoint {endpoint!r} is not an endpoint id such as {DEFAULT_ENDPOINT} "
-            "(GET /v1/models lists them); for a prompt and images write "
-            "client.edit(prompt, image_urls) or run(endpoint, input={...})"
+    if not all(_ENDPOINT_SEGMENT.fullmatch(part) for part in cleaned.split("/")):
+        hint = ""
+        if any(character.isspace() for character in cleaned):
+            hint = (
+                "; a prompt goes in the input (client.edit(prompt, image_urls) in the SDK, "
+                "`retouch edit PROMPT IMAGE...` on the command line)"
+            )
+        raise errors.InvalidEndpointError(
+            None,
+            "endpoint",
+            f"endpoint {endpoint!r} is not an endpoint id such as {DEFAULT_ENDPOINT} (GET "
+            f"/v1/models lists them){hint}",
         )
     return cleaned
 
@@ -489,8 +510,8 @@ class Core:
         """Upload an image: a path, its bytes or a PIL image (saved as PNG unless it was
         read as JPEG or WEBP); its `url` can go in `image_urls`. Retried like a read: a
         repeated upload only stores the file twice."""
-        if _is_path(file):
-            path = Path(file)  # type: ignore[arg-type]  # str | PathLike, checked above
+        if isinstance(file, str | PathLike):
+            path = _local_path(file)
             data = yield ReadFile(path)
             encoded = encode_image(data)
             name = filename or path.name
@@ -534,8 +555,8 @@ class Core:
         """Wait for the job to finish and return its result; raises JobFailed, JobCancelled,
         or WaitTimeout after `timeout` seconds (the job goes on: call wait again). Follows
         the server's event stream; polls the status when there is none or it drops.
-        `on_update(status)` is called on every change (queue position, steps, new log
-        lines); `with_logs` fills `result.logs` (and `status.logs`)."""
+        `on_update(status)` is called on every change (queue position, steps, and with
+        `with_logs` new log lines); `with_logs` fills `result.logs` (and `status.logs`)."""
         deadline = Deadline(timeout)
         updates = _Updates.calling(on_update)
         try:
@@ -642,9 +663,7 @@ class Core:
         anything else is left for the server to judge. `on_upload(upload)` is called after
         each upload."""
         missing = [
-            str(image)
-            for image in images
-            if _is_path(image) and not is_url(image) and not Path(image).is_file()
+            str(image) for image in images if _is_path(image) and not _local_path(image).is_file()
         ]
         if missing:
             raise FileNotFoundError(
@@ -653,7 +672,7 @@ class Core:
             )
         urls = []
         for image in images:
-            if is_url(image) or not (_is_path(image) or _is_uploaded_as_bytes(image)):
+            if not is_uploaded(image):
                 urls.append(image)
                 continue
             upload = yield from self.upload(image)

@@ -52,6 +52,11 @@ class BadRequestError(RetouchError):
     """400 (unknown model id) and the other 4xx answers without a class of their own."""
 
 
+class InvalidEndpointError(BadRequestError, ValueError):
+    """An endpoint id no server could serve (empty, spaces, `..`), refused before anything
+    is sent; also a builtin `ValueError`."""
+
+
 class InvalidInputError(BadRequestError):
     """422 (invalid input: `detail` lists every bad field) and 413 (body too large)."""
 

@@ -102,7 +102,10 @@ class AsyncRequestHandle(_HandleBase["AsyncClient"]):
     def iter_events(
         self, *, with_logs: bool = False, timeout: float | None = None
     ) -> AsyncIterator[Event]:
-        """As `RequestHandle.iter_events`, as an async iterator (`async for`)."""
+        """As `RequestHandle.iter_events`, as an async iterator (`async for`). To close the
+        stream as soon as a loop is left early, iterate inside
+        `async with contextlib.aclosing(handle.iter_events()) as events:` (an async generator
+        is otherwise closed only when it is collected)."""
         return self.client._iterate(
             self.client._core.events(self.request_id, with_logs=with_logs, timeout=timeout)
         )

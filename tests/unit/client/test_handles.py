@@ -138,6 +138,9 @@ def test_bad_calls_are_refused_before_anything_is_sent(
             client.run("snow", ["photo.jpg"])  # type: ignore[arg-type]
         with pytest.raises(ValueError, match="not an endpoint id"):
             client.run("make it snow", {"prompt": "x"})
+        for not_an_id in ("../webhooks/secret", "a//b", "", "/", "a/./b"):
+            with pytest.raises(sdk_errors.InvalidEndpointError, match="not an endpoint id"):
+                client.submit(not_an_id, {"prompt": "x"})
         with pytest.raises(TypeError, match="prompt: given both"):
             client.submit(input={"prompt": "a", "image_urls": []}, prompt="b")
         with pytest.raises(TypeError, match="list of images"):
