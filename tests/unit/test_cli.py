@@ -274,6 +274,9 @@ def test_a_worker_needs_the_data_dir_only_where_it_reads_it(
     no_settings: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     missing = str(no_settings / "typo")
+    # Not pointed at CliRunner's standard error, which is closed once invoke() returns: a
+    # later test's log line would then print a logging error.
+    monkeypatch.setattr("retouch.cli.configure_logging", lambda log_format: None)
     # The jobs (the SQLite file) are in the data dir.
     refused = CliRunner().invoke(app, ["worker", "--data-dir", missing])
     assert refused.exit_code == 2 and "does not exist" in refused.output, refused.output
