@@ -7,7 +7,6 @@ iterated instead: the client's loop hands each emitted value to the caller."""
 
 from __future__ import annotations
 
-import functools
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
 from typing import Any, Concatenate, Generic, ParamSpec, Self, TypeVar, Unpack, overload
 
@@ -15,7 +14,7 @@ import httpx
 
 from retouch.client.config import resolve_config
 from retouch.client.core import Core, PollPolicy, RetryPolicy
-from retouch.client.effects import Emit, Flow, FlowRunner
+from retouch.client.effects import Emit, Flow, FlowRunner, performed_as
 from retouch.client.events import Event
 from retouch.client.handles import AsyncRequestHandle, RequestHandle
 from retouch.client.models import SubmitOptions
@@ -54,7 +53,7 @@ class _Operation(Generic[P, T]):
             return self
         flow = self._flow
 
-        @functools.wraps(flow)
+        @performed_as(flow, bound=1)
         def perform(*args: P.args, **kwargs: P.kwargs) -> Any:
             return client._perform(flow(client._core, *args, **kwargs))
 

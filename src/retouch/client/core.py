@@ -556,7 +556,7 @@ class Core:
         or WaitTimeout after `timeout` seconds (the job goes on: call wait again). Follows
         the server's event stream; polls the status when there is none or it drops.
         `on_update(status)` is called on every change (queue position, steps, and with
-        `with_logs` new log lines); `with_logs` fills `result.logs` (and `status.logs`)."""
+        `with_logs` each new log line); `with_logs` fills `result.logs` (and `status.logs`)."""
         deadline = Deadline(timeout)
         updates = _Updates.calling(on_update)
         try:

@@ -9,6 +9,7 @@ the logic and differ only in the loop that performs effects (`FlowRunner`)."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import os
 import time
@@ -16,15 +17,36 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 import httpx
 from httpx_sse import EventSource, ServerSentEvent
 
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 
 # A flow yields effects, receives their outcomes and returns a T.
 Flow = Generator["Effect", Any, T]
+
+
+def performed_as(flow: Callable[..., Any], bound: int) -> Callable[[F], F]:
+    """functools.wraps for a method that performs `flow` with its first `bound` arguments
+    given (the core, a request id): help() and IDEs then show the method's own parameters,
+    and the flow's result (not a `Flow[...]`) as what it returns."""
+
+    def wrap(method: F) -> F:
+        wrapped: Any = functools.wraps(flow)(method)
+        signature = inspect.signature(flow)
+        returns = signature.return_annotation
+        if isinstance(returns, str) and returns.startswith("Flow[") and returns.endswith("]"):
+            returns = returns[len("Flow[") : -1]
+        wrapped.__signature__ = signature.replace(
+            parameters=list(signature.parameters.values())[bound:], return_annotation=returns
+        )
+        del wrapped.__wrapped__  # else inspect.signature follows it back to the flow
+        return cast(F, wrapped)
+
+    return wrap
 
 
 class Effect(ABC):

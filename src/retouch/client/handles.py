@@ -11,12 +11,11 @@ iterator of events); each is a flow of `core.Core` bound to the request's id."""
 
 from __future__ import annotations
 
-import functools
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, Self, TypeVar, overload
 
 from retouch.client.core import Core
-from retouch.client.effects import Flow
+from retouch.client.effects import Flow, performed_as
 from retouch.client.events import Event
 from retouch.client.models import Submission
 
@@ -54,7 +53,7 @@ class _RequestOperation(Generic[P, T]):
         flow = self._flow
         client = handle.client
 
-        @functools.wraps(flow)
+        @performed_as(flow, bound=2)
         def perform(*args: P.args, **kwargs: P.kwargs) -> Any:
             return client._perform(flow(client._core, handle.request_id, *args, **kwargs))
 

@@ -11,14 +11,13 @@ The default client is made once per process (thread-safe) and kept: call
 
 from __future__ import annotations
 
-import functools
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any, Concatenate, ParamSpec, TypeVar, Unpack
 
 from retouch.client.clients import Client
 from retouch.client.core import Core
-from retouch.client.effects import Flow
+from retouch.client.effects import Flow, performed_as
 from retouch.client.handles import RequestHandle
 from retouch.client.models import SubmitOptions
 from retouch.contract.inputs import DEFAULT_ENDPOINT
@@ -52,7 +51,7 @@ def reset_default_client() -> None:
 def _on_default(flow: Callable[Concatenate[Core, P], Flow[T]]) -> Callable[P, T]:
     """`Client.<flow>` performed by the default client."""
 
-    @functools.wraps(flow)
+    @performed_as(flow, bound=1)
     def shortcut(*args: P.args, **kwargs: P.kwargs) -> T:
         client = default_client()
         return client._perform(flow(client._core, *args, **kwargs))

@@ -890,6 +890,8 @@ class SqlJobStore:
     def add_log(self, job_id: str, *, level: str, message: str) -> None:
         with self._writer.begin() as conn:
             self._log(conn, job_id, level, message)
+            # A stream with ?logs=1 sends the line now, not with the job's next change.
+            self._notify(conn, [job_id])
 
     def logs(self, job_id: str) -> list[LogLine]:
         with self._reader.connect() as conn:

@@ -4,6 +4,7 @@ and async)."""
 
 from __future__ import annotations
 
+import inspect
 import io
 import json
 from collections.abc import Iterator
@@ -244,3 +245,13 @@ def test_the_default_client_comes_from_the_environment(
     monkeypatch.delenv("RETOUCH_API_KEY")
     with pytest.raises(sdk_errors.MissingApiKeyError):
         retouch.client.status("x")
+
+
+def test_help_shows_each_method_as_it_is_called(client: Client) -> None:
+    """Not the Core flow's signature (core, request id, a Flow return)."""
+    handle = client.get("x")
+    assert list(inspect.signature(handle.status).parameters) == ["with_logs"]
+    assert inspect.signature(handle.wait).return_annotation == "models.Result"
+    assert list(inspect.signature(client.status).parameters) == ["request_id", "with_logs"]
+    assert list(inspect.signature(retouch.client.run).parameters)[:2] == ["endpoint", "input"]
+    assert client.status.__doc__ and client.status.__name__ == "status"

@@ -37,6 +37,16 @@ def test_a_watch_hears_the_jobs_that_changed_and_no_others(store: SqlJobStore) -
     heard.stop()
 
 
+def test_a_log_line_is_a_change_of_its_job(store: SqlJobStore) -> None:
+    """So an event stream with ?logs=1 sends it at once, not with the job's next change."""
+    job_id = submit(store)
+    claim(store)
+    heard = Heard(store)
+    store.add_log(job_id, level="info", message="a line of its own")
+    assert heard.job(job_id).job_ids == {job_id}
+    heard.stop()
+
+
 def test_the_watch_says_when_the_queue_moved(store: SqlJobStore) -> None:
     heard = Heard(store)
     first = submit(store)
