@@ -9,7 +9,6 @@ import re
 import signal
 import subprocess
 import sys
-from importlib import metadata
 from pathlib import Path
 
 import httpx
@@ -157,19 +156,7 @@ def test_no_wait_prints_the_id_and_wait_resumes(
     assert resumed.stdout.strip() == str(tmp_path / f"{request_id}-0.png")
 
 
-def test_run_refuses_bad_input_before_sending(env: dict[str, str], tmp_path: Path) -> None:
-    endpoint = "google/nano-banana-2/edit"
-    cases = {
-        ("--input", "{not json"): "--input is not valid JSON",
-        ("--input", "[1, 2]"): "must be a JSON object",
-        (): "give the input once",
-        ("--input", "{}", "--input-file", "x.json"): "give the input once",
-        ("--input-file", str(tmp_path / "missing.json")): "cannot read",
-        ("--input", '{"prompt": "x", "image_urls": ["nope.png"]}'): "no such file: nope.png",
-    }
-    for flags, message in cases.items():
-        done = retouch("run", endpoint, *flags, env=env, cwd=tmp_path)
-        assert done.returncode == 2 and message in done.stderr, (flags, done.stderr)
+def test_run_of_an_endpoint_this_server_does_not_serve_exits_2(env: dict[str, str]) -> None:
     unknown = retouch(
         "run",
         "acme/model/variant/edit",
@@ -178,11 +165,10 @@ def test_run_refuses_bad_input_before_sending(env: dict[str, str], tmp_path: Pat
         env=env,
     )
     assert unknown.returncode == 2 and "error 400001: " in unknown.stderr
-    for not_an_id in ("bad id", "../webhooks/secret"):
-        refused = retouch("run", not_an_id, "--input", "{}", env=env)
-        assert refused.returncode == 2 and "error endpoint: " in refused.stderr, refused.stderr
-        assert "retouch edit PROMPT" in refused.stderr or " " not in not_an_id
-    assert "acme/model/variant/edit" in unknown.stderr
+    assert (
+        "acme/model/variant/edit" in unknown.stderr
+        and "google/nano-banana-2/edit" in unknown.stderr
+    )
 
 
 def test_exit_codes_of_errors(
@@ -459,21 +445,3 @@ def test_status_and_result_print_the_servers_body_as_sent(
             assert list(json.loads(pretty.stdout)) == list(json.loads(served))  # key order
     # The timestamps as the server wrote them, not as the SDK's models would.
     assert b'"created_at":' in printed.stdout
-
-
-def test_version_and_help(tmp_path: Path) -> None:
-    env = client_env(tmp_path, COLUMNS="80")
-    version = retouch("--version", env=env)
-    assert version.returncode == 0, version.stderr
-    assert version.stdout == f"retouch {metadata.version('retouch')}\n"
-
-    top = retouch("--help", env=env)
-    assert top.returncode == 0, top.stderr
-    assert "Examples:" in top.stdout and "Exit codes of the client commands:" in top.stdout
-    assert re.search(r"^ +6 +timed out waiting", top.stdout, re.M)
-    keys = retouch("keys", "list", "--help", env=env)
-    assert "RETOUCH_DATA_DIR" in keys.stdout
-    secret = retouch("webhook-secret", "--help", env=env)
-    assert re.search(r"--rotate +Replace it", secret.stdout) and "<bool>" not in secret.stdout
-    for shown in (top, keys, secret):
-        assert all(len(line) <= 80 for line in shown.stdout.splitlines()), shown.stdout
