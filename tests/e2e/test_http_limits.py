@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import time
@@ -117,6 +118,27 @@ def test_silent_connection_is_closed(quick_server: RetouchProcess) -> None:
         assert sock.recv(1) == b""
 
 
+def test_a_body_byte_after_the_408_does_not_keep_the_connection_open(
+    quick_server: RetouchProcess,
+) -> None:
+    """The race a trickling client can hit: its next byte arrives just after the answer."""
+    assert quick_server.key is not None
+    with connect(quick_server) as sock:
+        sock.sendall(
+            b"POST /v1/models/google/nano-banana-2/edit HTTP/1.1\r\nHost: x\r\n"
+            b"Authorization: Bearer " + quick_server.key.encode() + b"\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"
+        )
+        sock.settimeout(GUARD_SECONDS)
+        data = sock.recv(65536)  # the 408, once the body's 2 s are up
+        assert data.startswith(b"HTTP/1.1 408 ")
+        with contextlib.suppress(OSError):  # the server may have closed already
+            sock.sendall(b" ")
+        with contextlib.suppress(ConnectionResetError):
+            while sock.recv(65536):
+                pass
+
+
 def test_trickled_body_answers_408(quick_server: RetouchProcess) -> None:
     assert quick_server.key is not None
     with connect(quick_server) as sock:
@@ -139,5 +161,7 @@ def test_trickled_body_answers_408(quick_server: RetouchProcess) -> None:
             data += chunk
     head, _, body = data.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 408 ")
+    # Closed with the answer: a byte of the body arriving after it must not keep it open.
+    assert b"\r\nconnection: close" in head.lower()
     parsed = json.loads(body)
     assert parsed["error_code"] == 408001 and "longer than 2 s" in parsed["error_message"]

@@ -17,6 +17,12 @@ from retouch.contract.errors import BODY_TOO_LARGE, SLOW_BODY
 BODY_CHUNK_TIMEOUT_SECONDS = 30.0
 
 
+# A body given up on is not read to its end: the connection must close with the answer, or
+# the rest of the body would keep it open (a byte arriving after the answer cancels
+# uvicorn's keep-alive timeout, and nothing closes it then).
+CLOSE: dict[str, str] = {"Connection": "close"}
+
+
 class BodyLimitMiddleware:
     def __init__(self, app: ASGIApp, *, max_bytes: int, timeout_seconds: float = 60.0) -> None:
         self.app = app
@@ -30,6 +36,7 @@ class BodyLimitMiddleware:
             BODY_TOO_LARGE,
             f"request body is larger than {self.max_bytes} bytes: send fewer or smaller "
             "images, or pass them as URLs instead of data: URIs",
+            headers=CLOSE,
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -39,8 +46,7 @@ class BodyLimitMiddleware:
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
                 error = self._too_large()
-                response = error_response(error.status, error.code, error.message)
-                response.headers["Connection"] = "close"
+                response = error_response(error.status, error.code, error.message, None, CLOSE)
                 await response(scope, receive, send)
                 return
         received = 0
@@ -65,6 +71,7 @@ class BodyLimitMiddleware:
                     f"the request body stalled for {BODY_CHUNK_TIMEOUT_SECONDS:.0f} s"
                     if stalled
                     else f"the request body took longer than {self.timeout_seconds:g} s",
+                    headers=CLOSE,
                 ) from None
             if message["type"] == "http.request":
                 more_body = message.get("more_body", False)
