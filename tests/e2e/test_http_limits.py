@@ -118,17 +118,22 @@ def test_silent_connection_is_closed(quick_server: RetouchProcess) -> None:
         assert sock.recv(1) == b""
 
 
+def submit_head(server: RetouchProcess) -> bytes:
+    """A submit's head and the first byte of a 1000-byte body."""
+    assert server.key is not None
+    return (
+        b"POST /v1/models/google/nano-banana-2/edit HTTP/1.1\r\nHost: x\r\n"
+        b"Authorization: Bearer " + server.key.encode() + b"\r\n"
+        b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"
+    )
+
+
 def test_a_body_byte_after_the_408_does_not_keep_the_connection_open(
     quick_server: RetouchProcess,
 ) -> None:
     """The race a trickling client can hit: its next byte arrives just after the answer."""
-    assert quick_server.key is not None
     with connect(quick_server) as sock:
-        sock.sendall(
-            b"POST /v1/models/google/nano-banana-2/edit HTTP/1.1\r\nHost: x\r\n"
-            b"Authorization: Bearer " + quick_server.key.encode() + b"\r\n"
-            b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"
-        )
+        sock.sendall(submit_head(quick_server))
         sock.settimeout(GUARD_SECONDS)
         data = sock.recv(65536)  # the 408, once the body's 2 s are up
         assert data.startswith(b"HTTP/1.1 408 ")
@@ -140,13 +145,8 @@ def test_a_body_byte_after_the_408_does_not_keep_the_connection_open(
 
 
 def test_trickled_body_answers_408(quick_server: RetouchProcess) -> None:
-    assert quick_server.key is not None
     with connect(quick_server) as sock:
-        sock.sendall(
-            b"POST /v1/models/google/nano-banana-2/edit HTTP/1.1\r\nHost: x\r\n"
-            b"Authorization: Bearer " + quick_server.key.encode() + b"\r\n"
-            b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"
-        )
+        sock.sendall(submit_head(quick_server))
         # A byte every 0.2 s for 1.6 s never stalls (30 s would), but the whole body has 2 s.
         # None is sent near the answer, which closes the connection: a byte arriving after
         # it is answered with a reset, which may discard the answer before it is read.
