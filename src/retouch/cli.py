@@ -260,7 +260,8 @@ def serve(
     url = f"http://{host_in_url}:{settings.port}"
     processes = settings.api_processes
     console.print(
-        f"Retouch API on {url} (interactive docs: {url}/docs)"
+        f"Retouch API on {url} (playground: {url}/, console: {url}/console, "
+        f"interactive docs: {url}/docs)"
         + (f", {processes} API processes" if processes > 1 else ""),
         markup=False,
     )

@@ -1,5 +1,6 @@
 """The admin queue view: every key's requests, filterable by state and key, with per-key
-counts and storage use. Admin keys only (`retouch keys create --admin`)."""
+counts and storage use; and the operator's queue overview per endpoint with recent failures.
+Admin keys only (`retouch keys create --admin`)."""
 
 from __future__ import annotations
 
@@ -20,9 +21,17 @@ from retouch.api.dependencies import (
 )
 from retouch.api.errors import error_responses
 from retouch.api.state import AppState
-from retouch.contract.bodies import AdminRequest, AdminRequestList, KeyActivity
+from retouch.contract.bodies import (
+    AdminRequest,
+    AdminRequestList,
+    EndpointQueue,
+    FailureCount,
+    KeyActivity,
+    QueueOverview,
+    from_timestamp,
+)
 from retouch.contract.states import RESULT_NAMES, JobState, ResultStatusName
-from retouch.jobs.models import Job, RequestPage
+from retouch.jobs.models import Job, QueueSnapshot, RequestPage
 from retouch.jobs.retention import usage_by_key
 
 router = APIRouter(tags=["operations"])
@@ -119,3 +128,69 @@ async def list_all_requests(
     )
     base = base_url(request, state)
     return send(await store_read(state, functools.partial(_view, state, base, page, key_id)))
+
+
+DAY_SECONDS = 24 * 3600.0
+
+
+def _overview(endpoint_ids: list[str], snapshot: QueueSnapshot, window: float) -> QueueOverview:
+    """Every served endpoint (idle ones too) and any other with unfinished jobs, by id, and
+    the failures as read."""
+    load_of = {load.endpoint: load for load in snapshot.endpoints}
+    endpoints = []
+    for endpoint in sorted(set(endpoint_ids) | set(load_of)):
+        load = load_of.get(endpoint)
+        queued_at = load.oldest_queued_at if load is not None else None
+        endpoints.append(
+            EndpointQueue(
+                endpoint=endpoint,
+                queued=load.queued if load is not None else 0,
+                running=load.running if load is not None else 0,
+                oldest_queued_at=from_timestamp(queued_at),
+                oldest_queued_request=load.oldest_queued_id if load is not None else None,
+                # Clamped: the submit may have run on another host whose clock is ahead.
+                oldest_wait_seconds=(
+                    None if queued_at is None else round(max(0.0, snapshot.at - queued_at), 1)
+                ),
+            )
+        )
+    return QueueOverview(
+        endpoints=endpoints,
+        failures=[
+            FailureCount(
+                code=failure.code,
+                count=failure.count,
+                last_at=from_timestamp(failure.last_at),
+                last_request=failure.last_id,
+                last_message=failure.last_message,
+            )
+            for failure in snapshot.failures
+        ],
+        window_seconds=window,
+        failures_since=from_timestamp(snapshot.at - window),
+    )
+
+
+@router.get(
+    "/v1/admin/queue",
+    response_model=QueueOverview,
+    responses=error_responses(401, 403, 422),
+)
+async def get_queue_overview(
+    caller: AdminCaller,
+    window: Annotated[
+        float,
+        Query(
+            ge=60,
+            le=7 * DAY_SECONDS,
+            description="Count the failures finished in the last `window` seconds (60 s to 7 days)",
+        ),
+    ] = 3600.0,
+) -> Response:
+    """Per endpoint, the jobs queued and running and the one waiting longest; the failures
+    of the window by error code, most frequent first, each with its newest request."""
+    state = caller.state
+    snapshot = await store_read(
+        state, functools.partial(state.store.queue_overview, failures_within=window)
+    )
+    return send(_overview(list(state.endpoints), snapshot, window))

@@ -36,6 +36,7 @@ from retouch.responses import ResponseBuilder
 from retouch.served_endpoints import Endpoint, load_endpoints
 from retouch.services import Services, open_services
 from retouch.storage.open_storage import presigner
+from retouch.web.pages import install_web, output_origins
 from retouch.webhooks.dispatcher import WebhookDispatcher
 
 
@@ -91,21 +92,21 @@ def create_app(
         docs_url=None,  # served offline by install_docs
         redoc_url=None,
     )
+    presign = presigner(settings, services.storage)
     app.state.retouch = AppState(
         settings=settings,
         store=services.store,
         keys=services.keys,
         storage=services.storage,
         signer=services.signer,
-        responses=ResponseBuilder(
-            services.signer, settings.url_ttl_seconds, presigner(settings, services.storage)
-        ),
+        responses=ResponseBuilder(services.signer, settings.url_ttl_seconds, presign),
         endpoints={endpoint.id: endpoint for endpoint in endpoints},
         changes=changes,
         rates=SubmitRates(services.keys.engine),
     )
     install_error_handlers(app)
     install_docs(app)
+    install_web(app, image_origins=output_origins(settings.public_base_url, presign))
     routers = [
         resource.router
         for resource in (

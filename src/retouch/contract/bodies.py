@@ -316,6 +316,40 @@ class AdminRequestList(Body):
     keys: list[KeyActivity] = Field(default_factory=list)
 
 
+class EndpointQueue(Body):
+    """One endpoint in the operator's queue view: its unfinished jobs and the oldest waiting."""
+
+    endpoint: str
+    queued: int = 0
+    running: int = 0
+    oldest_queued_at: Timestamp | None = Field(
+        None, description="When the oldest job still queued was submitted"
+    )
+    oldest_queued_request: str | None = Field(None, description="That job's request id")
+    oldest_wait_seconds: float | None = Field(None, description="How long it has waited, to 0.1 s")
+
+
+class FailureCount(Body):
+    """Jobs failed in the window with one error code, and the newest of them."""
+
+    code: str
+    count: int
+    last_at: Timestamp
+    last_request: str
+    last_message: str | None = None
+
+
+class QueueOverview(Body):
+    """GET /v1/admin/queue: every served endpoint's queue (and any other endpoint's with
+    unfinished jobs), and the failures of the last `window_seconds` by code, most frequent
+    first."""
+
+    endpoints: list[EndpointQueue] = Field(default_factory=list)
+    failures: list[FailureCount] = Field(default_factory=list)
+    window_seconds: float
+    failures_since: Timestamp
+
+
 # --- the rest of the API ----------------------------------------------------------------------
 
 

@@ -150,6 +150,41 @@ class RequestPage:
 
 
 @dataclass(frozen=True)
+class EndpointLoad:
+    """An endpoint's unfinished jobs, and the one that has waited longest (the operator's
+    queue view)."""
+
+    endpoint: str
+    queued: int
+    running: int
+    oldest_queued_id: str | None
+    oldest_queued_at: float | None
+
+
+@dataclass(frozen=True)
+class FailureGroup:
+    """Failed jobs that share an error code, and the newest of them."""
+
+    code: str
+    count: int
+    last_at: float
+    last_id: str
+    last_message: str | None
+
+
+@dataclass(frozen=True)
+class QueueSnapshot:
+    """The operator's queue view as the store reads it (`queue_overview`)."""
+
+    at: float
+    """The store's "now": the failures counted finished at or after `at` - the window."""
+    endpoints: tuple[EndpointLoad, ...]
+    """Every endpoint with queued or running jobs, by id."""
+    failures: tuple[FailureGroup, ...]
+    """By error code, most frequent first."""
+
+
+@dataclass(frozen=True)
 class LogLine:
     at: float
     level: str

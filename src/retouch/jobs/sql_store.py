@@ -56,12 +56,15 @@ from retouch.jobs.models import (
     Delivery,
     DeliveryAttempt,
     DeliveryRecord,
+    EndpointLoad,
+    FailureGroup,
     Idempotency,
     IdempotencyConflict,
     Job,
     KeyQueueFull,
     LogLine,
     QueueFull,
+    QueueSnapshot,
     RequestPage,
     WorkerRecord,
 )
@@ -77,6 +80,9 @@ from retouch.jobs.schema import (
     workers,
 )
 from retouch.jobs.store import WORKER_LOST, JobChanges, Reaped
+
+# The code a failed job without one (none should exist) is counted under.
+UNKNOWN_ERROR_CODE = "unknown"
 
 # An Idempotency-Key answers its first request for this long.
 IDEMPOTENCY_SECONDS = idempotency.KEPT_SECONDS
@@ -628,6 +634,85 @@ class SqlJobStore:
         for key_id, state, count in rows:
             counts.setdefault(key_id, {})[JobState(state)] = count
         return counts
+
+    def queue_overview(self, *, failures_within: float) -> QueueSnapshot:
+        # Job times are written on the local clock (submit, complete, fail, the reaper), so
+        # the window is measured on it too, as `workers` measures heartbeats.
+        now = time.time()
+        queued = jobs.c.state == JobState.QUEUED
+        # Unfinished rows only (ix_jobs_state_round), counted per endpoint with the lowest
+        # seq still queued: the oldest submit, whose row the join reads by primary key.
+        per_endpoint = (
+            select(
+                jobs.c.endpoint,
+                func.count(case((queued, 1))).label("queued"),
+                func.count(case((jobs.c.state == JobState.RUNNING, 1))).label("running"),
+                func.min(case((queued, jobs.c.seq))).label("oldest_seq"),
+            )
+            .where(jobs.c.state.in_([JobState.QUEUED, JobState.RUNNING]))
+            .group_by(jobs.c.endpoint)
+            .subquery()
+        )
+        oldest = jobs.alias("oldest")
+        loads = select(
+            per_endpoint.c.endpoint,
+            per_endpoint.c.queued,
+            per_endpoint.c.running,
+            oldest.c.id,
+            oldest.c.created_at,
+        ).select_from(per_endpoint.outerjoin(oldest, oldest.c.seq == per_endpoint.c.oldest_seq))
+        code = func.coalesce(jobs.c.error_code, UNKNOWN_ERROR_CODE)
+        # Failed rows finished in the window, each code's count and its newest failure in one
+        # pass (window functions: SQLite >= 3.25 and PostgreSQL). Through ix_jobs_finished_at:
+        # the window bounds the rows read, where every failure ever (rows stay after
+        # retention) is behind state = 'failed' of ix_jobs_state_round, which SQLite, with
+        # no statistics, would pick; `state || ''` is no index's column, on either database.
+        failed = jobs.c.state.concat("") == JobState.FAILED.value
+        ranked = (
+            select(
+                code.label("code"),
+                jobs.c.id,
+                jobs.c.error_message,
+                jobs.c.finished_at,
+                func.count().over(partition_by=code).label("failures"),
+                func.row_number()
+                .over(partition_by=code, order_by=(jobs.c.finished_at.desc(), jobs.c.seq.desc()))
+                .label("rank"),
+            )
+            .where(failed, jobs.c.finished_at >= now - failures_within)
+            .subquery()
+        )
+        newest = (
+            select(ranked)
+            .where(ranked.c.rank == 1)
+            .order_by(ranked.c.failures.desc(), ranked.c.code)
+        )
+        with self._reader.connect() as conn:
+            load_rows = conn.execute(loads.order_by(per_endpoint.c.endpoint)).all()
+            failure_rows = conn.execute(newest).all()
+        return QueueSnapshot(
+            at=now,
+            endpoints=tuple(
+                EndpointLoad(
+                    endpoint=row.endpoint,
+                    queued=row.queued,
+                    running=row.running,
+                    oldest_queued_id=row.id,
+                    oldest_queued_at=row.created_at,
+                )
+                for row in load_rows
+            ),
+            failures=tuple(
+                FailureGroup(
+                    code=row.code,
+                    count=row.failures,
+                    last_at=row.finished_at,
+                    last_id=row.id,
+                    last_message=row.error_message,
+                )
+                for row in failure_rows
+            ),
+        )
 
     def cancel(
         self, job_id: str, *, key_id: str, running_too: bool = False, any_key: bool = False

@@ -23,6 +23,7 @@ from retouch.jobs.models import (
     Idempotency,
     Job,
     LogLine,
+    QueueSnapshot,
     RequestPage,
     WorkerRecord,
 )
@@ -88,6 +89,13 @@ class RequestStore(Protocol):
 
     def jobs_per_key(self) -> dict[str, dict[JobState, int]]:
         """How many jobs each key has in each state (the admin view)."""
+        ...
+
+    def queue_overview(self, *, failures_within: float) -> QueueSnapshot:
+        """The operator's queue view: per endpoint with unfinished jobs, how many are queued
+        and running and the oldest queued one; and the jobs failed in the last
+        `failures_within` seconds by error code, most frequent first, each code with its
+        newest failure."""
         ...
 
     def get(self, job_id: str, *, key_id: str) -> Job | None:

@@ -5,6 +5,7 @@ job; user keys get 403001 from admin routes."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -123,3 +124,62 @@ def test_an_admin_cancels_any_job_and_a_user_only_its_own(
     logs = server.services.store.logs(queued)
     assert any("admin" in line.message for line in logs)
     assert bob.status(queued).json()["status"] == "cancelled"
+
+
+def queue_view(api: Api, **params: str) -> dict:  # type: ignore[type-arg]
+    response = api.http.get(f"{api.base}/v1/admin/queue", params=params, headers=api.headers)
+    assert response.status_code == 200, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+def test_the_queue_overview_shows_each_endpoints_queue_and_the_failures(
+    tenants: tuple[InProcessServer, Api, Api, Api],
+) -> None:
+    server, admin, alice, bob = tenants
+    # Nothing listens on the app's port: fetching this input fails the job.
+    failed = alice.wait(alice.submit_ok({**BODY, "image_urls": [f"{server.base}/nothing.png"]}))
+    assert failed["status"] == "failed", failed
+    models = admin.http.get(f"{admin.base}/v1/models", headers=admin.headers).json()["models"]
+    served = sorted(model["id"] for model in models)
+    idle = queue_view(admin)
+    assert [e["endpoint"] for e in idle["endpoints"]] == served
+    assert all(e["queued"] == e["running"] == 0 for e in idle["endpoints"])
+    assert all(e["oldest_queued_request"] is None for e in idle["endpoints"])
+    with server.held_job(alice) as running:
+        queued = [bob.submit_ok(BODY) for _ in range(2)]
+        view = queue_view(admin)
+        listed = {r["request_id"]: r for r in admin_view(admin)["requests"]}
+    (endpoint,) = [e for e in view["endpoints"] if e["endpoint"] == "google/nano-banana-2/edit"]
+    assert endpoint["queued"] == 2 and endpoint["running"] == 1
+    assert endpoint["oldest_queued_request"] == queued[0]
+    assert endpoint["oldest_queued_at"] == listed[queued[0]]["created_at"]
+    assert 0 <= endpoint["oldest_wait_seconds"] < 120
+    assert running not in queued
+    assert view["window_seconds"] == 3600
+    assert view["failures"] == [
+        {
+            "code": failed["error"]["code"],
+            "count": 1,
+            "last_at": failed["finished_at"],
+            "last_request": failed["request_id"],
+            "last_message": failed["error"]["message"],
+        }
+    ]
+    since = datetime.fromisoformat(view["failures_since"])
+    assert abs((datetime.now(UTC) - since).total_seconds() - 3600) < 60
+    assert queue_view(admin, window="60")["window_seconds"] == 60
+
+
+def test_the_queue_overview_is_for_admins_and_checks_its_window(
+    tenants: tuple[InProcessServer, Api, Api, Api],
+) -> None:
+    _, admin, alice, _ = tenants
+    url = f"{admin.base}/v1/admin/queue"
+    user = alice.http.get(url, headers=alice.headers)
+    assert user.status_code == 403 and user.json()["error_code"] == 403001
+    assert alice.http.get(url).status_code == 401
+    for window in ("10", "abc", str(8 * 86400)):
+        bad = admin.http.get(url, params={"window": window}, headers=admin.headers)
+        assert bad.status_code == 422 and bad.json()["error_code"] == 422001, bad.text
+        # FastAPI's query errors read `query.<name>` here, as for every query parameter.
+        assert [entry["path"] for entry in bad.json()["detail"]] == [["query", "window"]]

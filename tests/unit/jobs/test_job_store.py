@@ -13,17 +13,21 @@ from typing import TypeVar
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from sqlalchemy import update
 
 from retouch.jobs import sql_store
-from retouch.jobs.database import migrate, newest_revision, open_engine
+from retouch.jobs.database import migrate, newest_revision, open_engine, writer
 from retouch.jobs.models import (
     Claim,
     DeliveryAttempt,
+    EndpointLoad,
+    FailureGroup,
     Idempotency,
     IdempotencyConflict,
     Job,
     QueueFull,
 )
+from retouch.jobs.schema import jobs as jobs_table
 from retouch.jobs.schema import metadata
 from retouch.jobs.sql_store import SqlJobStore
 
@@ -275,6 +279,76 @@ def test_request_pages_are_newest_first(store: SqlJobStore) -> None:
     rest = store.list_jobs(key_id="k", limit=3, before=first.next_cursor)
     assert [job.id for job in rest.jobs] == ids[1::-1] and rest.next_cursor is None
     assert all(job.input is None for job in first.jobs + rest.jobs)
+
+
+def submit_to(store: SqlJobStore, endpoint: str) -> str:
+    return store.submit(key_id="k", endpoint=endpoint, input={}, max_queued=100).id
+
+
+def created_at(store: SqlJobStore, job_id: str) -> float:
+    job = store.get(job_id, key_id="k")
+    assert job is not None
+    return job.created_at
+
+
+def test_the_queue_overview_counts_each_endpoints_unfinished_jobs(store: SqlJobStore) -> None:
+    a_running, a_oldest, _ = (submit_to(store, "a") for _ in range(3))
+    b_cancelled, b_oldest = submit_to(store, "b"), submit_to(store, "b")
+    submit_to(store, "c")
+    submit_to(store, "d")
+    claims = [store.claim(worker_id="w", lease_seconds=30, endpoints=[e]) for e in "acd"]
+    assert claims[0] is not None and claims[0].job.id == a_running
+    assert claims[2] is not None and store.complete(claims[2], result={"outputs": []})
+    store.cancel(b_cancelled, key_id="k")
+    snapshot = store.queue_overview(failures_within=3600)
+    # d has nothing unfinished: left out (the API adds the served endpoints).
+    assert snapshot.endpoints == (
+        EndpointLoad("a", 2, 1, a_oldest, created_at(store, a_oldest)),
+        EndpointLoad("b", 1, 0, b_oldest, created_at(store, b_oldest)),
+        EndpointLoad("c", 0, 1, None, None),
+    )
+    assert snapshot.failures == ()
+    assert abs(snapshot.at - time.time()) < 60
+
+
+def failed_at(store: SqlJobStore, code: str, message: str, finished_at: float) -> str:
+    """A job failed with `code`, its finished_at set to `finished_at`."""
+    job_id = submit_to(store, "e")
+    claim = store.claim(worker_id="w", lease_seconds=30)
+    assert claim is not None and claim.job.id == job_id
+    assert store.fail(claim, code=code, message=message)
+    with writer(store.engine).begin() as conn:
+        conn.execute(
+            update(jobs_table).where(jobs_table.c.id == job_id).values(finished_at=finished_at)
+        )
+    return job_id
+
+
+def test_the_queue_overview_groups_the_windows_failures_by_code(store: SqlJobStore) -> None:
+    now = time.time()
+    failed_at(store, "x", "first x", now - 300)
+    newest_x = failed_at(store, "x", "newest x", now - 10)
+    failed_at(store, "x", "later submit, earlier end", now - 100)
+    newest_y = failed_at(store, "y", "the y", now - 20)
+    old_x = failed_at(store, "x", "old x", now - 7200)
+    old_z = failed_at(store, "z", "old z", now - 7300)
+    store.cancel(submit_to(store, "e"), key_id="k")  # ended, but not failed
+    hour = store.queue_overview(failures_within=3600).failures
+    assert hour == (
+        FailureGroup("x", 3, now - 10, newest_x, "newest x"),
+        FailureGroup("y", 1, now - 20, newest_y, "the y"),
+    )
+    day = store.queue_overview(failures_within=86400).failures
+    assert [(group.code, group.count, group.last_id) for group in day] == [
+        ("x", 4, newest_x),
+        ("y", 1, newest_y),
+        ("z", 1, old_z),
+    ]
+    assert old_x not in {group.last_id for group in day}
+    assert store.queue_overview(failures_within=60).failures == (
+        FailureGroup("x", 1, now - 10, newest_x, "newest x"),
+        FailureGroup("y", 1, now - 20, newest_y, "the y"),
+    )
 
 
 def test_migrations_build_exactly_the_declared_schema(unmigrated_database_url: str) -> None:

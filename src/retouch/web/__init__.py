@@ -1,0 +1,1 @@
+"""The browser pages Retouch serves: the playground and the operator console."""
