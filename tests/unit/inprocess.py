@@ -46,6 +46,8 @@ SERVER_SETTINGS = {
     "key_submit_rate": ""
 }
 HELD_PROMPT = "hold the worker"
+# The base URL of app_client's TestClient.
+APP_CLIENT_BASE = "http://127.0.0.1:8765"
 
 
 @dataclass
@@ -166,6 +168,18 @@ class InProcessServer:
 
 # A held job needs no image server.
 SQUARE_PNG = base64.b64encode(make_image(64, 64)).decode()
+
+
+@contextmanager
+def app_client(data_dir: Path, **settings: Any) -> Iterator[TestClient]:
+    """The app alone (no worker) on a fresh data dir, with these settings, under a
+    TestClient on a fixed base URL."""
+    opened = Settings.model_validate({"data_dir": data_dir, **settings})
+    services = open_services(opened)
+    try:
+        yield TestClient(create_app(opened, services), base_url=APP_CLIENT_BASE)
+    finally:
+        services.close()
 
 
 @contextmanager

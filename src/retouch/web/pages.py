@@ -31,12 +31,16 @@ def origin_of(url: str) -> str | None:
     return f"{parts.scheme}://{parts.netloc}"
 
 
+# A file name of the shape storage accepts, for signing only (nothing is fetched).
+_PROBE_NAME: Final = "00000000-0000-0000-0000-000000000000/origin-probe.png"
+
+
 def output_origins(
     public_base_url: str | None, presign: Callable[[str, int], str] | None
 ) -> list[str]:
     """Origins other than the page's own that output image URLs may point at: the public base
     URL's, and the bucket's when results carry presigned URLs (signing is local: no request)."""
-    urls = [public_base_url or "", presign("origin-probe", 60) if presign else ""]
+    urls = [public_base_url or "", presign(_PROBE_NAME, 60) if presign else ""]
     return [origin for origin in map(origin_of, urls) if origin is not None]
 
 

@@ -11,23 +11,16 @@ from urllib.parse import urlsplit
 import pytest
 from starlette.testclient import TestClient
 
-from retouch.api.app import create_app
-from retouch.config import Settings
-from retouch.services import open_services
+from ..inprocess import APP_CLIENT_BASE, app_client
 
-BASE = "http://127.0.0.1:8765"
 # Any absolute URL (http(s) or protocol-relative) in a page's markup or inline script.
 ABSOLUTE_URL = re.compile(r"""(?:https?:)?//[^\s'"<>()]+""")
 
 
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[TestClient]:
-    settings = Settings.model_validate({"data_dir": tmp_path / "data"})
-    services = open_services(settings)
-    try:
-        yield TestClient(create_app(settings, services), base_url=BASE)
-    finally:
-        services.close()
+    with app_client(tmp_path / "data") as opened:
+        yield opened
 
 
 class _Assets(HTMLParser):
@@ -63,7 +56,8 @@ def page_assets(html: str) -> _Assets:
 def assert_same_origin(html: str) -> None:
     for url in ABSOLUTE_URL.findall(html):
         parts = urlsplit(url if not url.startswith("//") else f"http:{url}")
-        assert f"{parts.scheme}://{parts.netloc}" == BASE, f"page refers to another host: {url}"
+        origin = f"{parts.scheme}://{parts.netloc}"
+        assert origin == APP_CLIENT_BASE, f"page refers to another host: {url}"
 
 
 @pytest.mark.parametrize("path", ["/docs", "/redoc"])

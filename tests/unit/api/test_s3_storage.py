@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from starlette.testclient import TestClient
 
 from e2e_support import make_image
 from retouch.api.app import create_app
@@ -92,10 +93,14 @@ def test_presign_hands_out_the_buckets_urls_for_outputs(on_s3: InProcessServer) 
     keep our URLs. moto accepts tampered and expired presigned URLs too, so this shows only
     that they are made and work."""
     settings = on_s3.settings.model_copy(update={"s3_presign": True})
-    presigning = create_app(settings, on_s3.services, []).state.retouch.responses
+    app = create_app(settings, on_s3.services, [])
+    presigning = app.state.retouch.responses
     name = stored_name(upload_ok(on_s3.api(), make_image(64, 64, "PNG"))["url"])
     url = presigning.output_url(on_s3.base, name)
     assert url.startswith(f"{on_s3.settings.s3_endpoint_url}/") and "X-Amz-Signature=" in url
     assert f"X-Amz-Expires={settings.url_ttl_seconds}" in url
     assert httpx.get(url).content[:8] == b"\x89PNG\r\n\x1a\n"
     assert presigning.file_url(on_s3.base, name).startswith(f"{on_s3.base}/v1/files/")
+    # The pages may show the bucket's images (and connect nowhere else).
+    policy = TestClient(app).get("/").headers["content-security-policy"]
+    assert f"img-src 'self' blob: data: {settings.s3_endpoint_url};" in policy

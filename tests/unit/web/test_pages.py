@@ -12,9 +12,6 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from retouch.api.app import create_app
-from retouch.config import Settings
-from retouch.services import open_services
 from retouch.web.pages import (
     ASSETS_URL,
     PAGES,
@@ -23,7 +20,8 @@ from retouch.web.pages import (
     output_origins,
 )
 
-BASE = "http://127.0.0.1:8765"
+from ..inprocess import app_client
+
 SCRIPTS = sorted(STATIC_DIR.glob("*.js"))
 # What would need 'unsafe-inline'/'unsafe-eval', or could turn text into markup.
 UNSAFE_JS = re.compile(
@@ -37,12 +35,8 @@ SVG_NAMESPACE = "http://www.w3.org/2000/svg"
 
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[TestClient]:
-    settings = Settings.model_validate({"data_dir": tmp_path / "data"})
-    services = open_services(settings)
-    try:
-        yield TestClient(create_app(settings, services), base_url=BASE)
-    finally:
-        services.close()
+    with app_client(tmp_path / "data") as opened:
+        yield opened
 
 
 class _Page(HTMLParser):
@@ -158,13 +152,6 @@ def test_output_images_elsewhere_are_allowed_as_images_only() -> None:
 
 
 def test_the_public_base_url_s_origin_reaches_the_served_policy(tmp_path: Path) -> None:
-    settings = Settings.model_validate(
-        {"data_dir": tmp_path / "data", "public_base_url": "https://edit.example.com"}
-    )
-    services = open_services(settings)
-    try:
-        client = TestClient(create_app(settings, services), base_url=BASE)
+    with app_client(tmp_path / "data", public_base_url="https://edit.example.com") as client:
         policy = client.get("/console").headers["content-security-policy"]
-    finally:
-        services.close()
     assert "img-src 'self' blob: data: https://edit.example.com;" in policy

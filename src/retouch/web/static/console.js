@@ -216,6 +216,7 @@ function start(key) {
   generation += 1;
   clearTimeout(timer);
   api = key ? new Api(key) : null;
+  show(byId("console-grid"), api !== null);
   if (!api) {
     notice("info", "Paste an API key above. An operator's admin key shows every key's work.");
     byId("refresh-state").textContent = "";
