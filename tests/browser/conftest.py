@@ -18,8 +18,8 @@ from playwright.sync_api import (
     Browser,
     ConsoleMessage,
     Page,
-    Playwright,
     ViewportSize,
+    expect,
     sync_playwright,
 )
 from playwright.sync_api import Request as BrowserRequest
@@ -30,6 +30,9 @@ HERE = Path(__file__).parent
 DEFAULT_CHROMIUM = "/usr/bin/chromium"
 # Wide enough for the two-column layout; the phone-width test sets its own.
 VIEWPORT: ViewportSize = {"width": 1280, "height": 900}
+# How long an `expect` waits (its own default is 5 s): a worker reports its current job every
+# few seconds, and a loaded CI machine is slower still.
+expect.set_options(timeout=30_000)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -53,19 +56,17 @@ def chromium_path() -> str:
     return path
 
 
-@pytest.fixture(scope="session")
-def playwright() -> Iterator[Playwright]:
+@pytest.fixture
+def browser(chromium_path: str) -> Iterator[Browser]:
+    """Playwright and Chromium for one test (about a second to start). Not for the session:
+    Playwright's sync API keeps an asyncio loop running on this thread while it is started,
+    and the other tests this pytest process runs meanwhile need `asyncio.run`."""
     with sync_playwright() as started:
-        yield started
-
-
-@pytest.fixture(scope="session")
-def browser(playwright: Playwright, chromium_path: str) -> Iterator[Browser]:
-    # Playwright's own browser builds cannot be downloaded here: Debian's, without the
-    # sandbox (tests run as root in containers, where Chromium's sandbox cannot start).
-    launched = playwright.chromium.launch(executable_path=chromium_path, args=["--no-sandbox"])
-    yield launched
-    launched.close()
+        # Playwright's own browser builds cannot be downloaded here: Debian's, without the
+        # sandbox (tests run as root in containers, where Chromium's sandbox cannot start).
+        launched = started.chromium.launch(executable_path=chromium_path, args=["--no-sandbox"])
+        yield launched
+        launched.close()
 
 
 @dataclass

@@ -39,7 +39,7 @@ def test_an_admin_sees_workers_queue_and_failures_live(
     expect(page.locator(f'#failures-table tr[data-code="{code}"]')).to_contain_text(failed)
 
     # While the page stays open: a running job and one queued behind it appear by themselves.
-    running = occupy_worker(api, image_server, seconds=6)
+    running = occupy_worker(api, image_server, seconds=7)  # < the 8 s fetch read timeout
     queued = api.submit_ok({"prompt": "x", "image_urls": [image_server.url("/square.png")]})
     row = page.locator(f'#queue-table tr[data-endpoint="{ENDPOINT}"]')
     expect(row.locator(".queued")).to_have_text("1")

@@ -136,7 +136,7 @@ def test_cancel_a_queued_job(page: Page, web_server: WebServer, image_server: Im
     page.fill("#image-url", image_server.url("/square.png"))
     page.click("#add-image-url")
     page.select_option("#field-resolution", label="0.5K")
-    busy = occupy_worker(api, image_server, seconds=4)
+    busy = occupy_worker(api, image_server, seconds=7)  # < the 8 s fetch read timeout
     try:
         page.click("#submit")
         expect(page.locator("#job-status")).to_have_text("in_queue")

@@ -216,6 +216,10 @@ function start(key) {
   generation += 1;
   clearTimeout(timer);
   api = key ? new Api(key) : null;
+  // Nothing read with the previous key stays on screen.
+  for (const id of ["queue-table", "failures-table", "workers-table", "keys-table", "recent-table"]) {
+    byId(id).tBodies[0].replaceChildren();
+  }
   show(byId("console-grid"), api !== null);
   if (!api) {
     notice("info", "Paste an API key above. An operator's admin key shows every key's work.");

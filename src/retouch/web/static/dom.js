@@ -3,8 +3,9 @@
 
 /**
  * An element: h("button", {class: "primary", onclick: fn}, "Submit", child...).
- * Attributes named on* become listeners; `dataset` and `style` are not accepted (the
- * Content-Security-Policy forbids inline styles: use classes).
+ * Attributes named on* become listeners. `style` is refused (the Content-Security-Policy
+ * forbids inline styles: use classes), and so is an `href` or `src` that could run script
+ * (a `javascript:` URL, say): only http(s), blob:, data:image/ and relative URLs pass.
  */
 export function h(tag, attributes = {}, ...children) {
   const element = document.createElement(tag);
@@ -12,6 +13,10 @@ export function h(tag, attributes = {}, ...children) {
     if (value === undefined || value === null || value === false) continue;
     if (name.startsWith("on") && typeof value === "function") {
       element.addEventListener(name.slice(2), value);
+    } else if (name === "style") {
+      throw new Error("h(): no inline styles under the page's policy; use a class");
+    } else if ((name === "href" || name === "src") && !isSafeUrl(String(value))) {
+      continue; // left without a link rather than one that runs script
     } else if (name === "class") {
       element.className = Array.isArray(value) ? value.filter(Boolean).join(" ") : value;
     } else if (value === true) {
@@ -22,6 +27,17 @@ export function h(tag, attributes = {}, ...children) {
   }
   append(element, ...children);
   return element;
+}
+
+const SAFE_SCHEMES = new Set(["http:", "https:", "blob:"]);
+
+function isSafeUrl(url) {
+  if (url.toLowerCase().startsWith("data:image/")) return true;
+  try {
+    return SAFE_SCHEMES.has(new URL(url, document.baseURI).protocol);
+  } catch {
+    return false; // not a URL at all
+  }
 }
 
 /** Appends children: nodes as they are, strings and numbers as text, arrays flattened. */

@@ -10,16 +10,19 @@ const PAGE_SIZE = 20;
 
 /** Keeps what was sent for `requestId`: {endpoint, input, saved_at}. */
 export function saveInputs(requestId, endpoint, input) {
-  try {
-    localStorage.setItem(
-      INPUTS_PREFIX + requestId,
-      JSON.stringify({ endpoint, input, saved_at: Date.now() }, (_key, value) =>
-        typeof value === "bigint" ? value.toString() : value,
-      ),
-    );
-    pruneInputs();
-  } catch {
-    // storage full or disabled: the request works without it
+  const text = JSON.stringify({ endpoint, input, saved_at: Date.now() }, (_key, value) =>
+    typeof value === "bigint" ? value.toString() : value,
+  );
+  // Pruned first, so a full storage makes room for the newest; on a failure, once more
+  // with only the newest few kept.
+  for (const keep of [undefined, 5]) {
+    try {
+      pruneInputs(keep);
+      localStorage.setItem(INPUTS_PREFIX + requestId, text);
+      return;
+    } catch {
+      // storage full or disabled: the request works without it
+    }
   }
 }
 
@@ -33,7 +36,8 @@ export function loadInputs(requestId) {
   }
 }
 
-function pruneInputs() {
+/** Removes all but the newest `keep` stored inputs (room for one more by default). */
+function pruneInputs(keep = MAX_KEPT - 1) {
   const kept = [];
   for (let index = 0; index < localStorage.length; index += 1) {
     const name = localStorage.key(index);
@@ -47,7 +51,7 @@ function pruneInputs() {
     kept.push({ name, savedAt });
   }
   kept.sort((a, b) => b.savedAt - a.savedAt);
-  for (const { name } of kept.slice(MAX_KEPT)) localStorage.removeItem(name);
+  for (const { name } of kept.slice(keep)) localStorage.removeItem(name);
 }
 
 export class History {
@@ -68,6 +72,7 @@ export class History {
   }
 
   clear() {
+    this.loading = null; // a page still coming for the previous key is dropped
     replace(this.body);
     this.cursor = null;
     show(this.moreButton, false);

@@ -5,6 +5,12 @@
 import { byId, formatBytes, formatSeconds, formatTime, h, replace, show } from "./dom.js";
 import { showableUrl } from "./image_inputs.js";
 
+/** An answer that asking again will not change: a 4xx other than 408 (slow) and 429 (later). */
+function isFinalError(error) {
+  const status = error?.status ?? 0;
+  return status >= 400 && status < 500 && status !== 408 && status !== 429;
+}
+
 // /result's names for a request that will not change any more.
 const FINISHED = new Set(["succeeded", "failed", "cancelled"]);
 
@@ -182,7 +188,7 @@ export class JobView {
       }
     } catch (error) {
       if (error?.name === "AbortError" || current !== this.current) return;
-      if (error?.status === 401 || error?.status === 404) {
+      if (isFinalError(error)) {
         this.fail(error);
         return;
       }
@@ -206,7 +212,7 @@ export class JobView {
         replace(this.notices);
       } catch (error) {
         if (error?.name === "AbortError") return;
-        if (error?.status === 401 || error?.status === 404) {
+        if (isFinalError(error)) {
           this.fail(error);
           return;
         }

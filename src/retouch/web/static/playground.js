@@ -106,6 +106,7 @@ function onKey(key) {
   job.hide();
   history.clear();
   state.api = key ? new Api(key) : null;
+  state.loadToken = null; // an answer still coming for the previous key is dropped
   if (!key) {
     askForKey();
     clearModels();
