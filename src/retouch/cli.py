@@ -7,12 +7,13 @@ import inspect
 import logging
 import os
 import signal
+import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from pydantic import ValidationError
@@ -104,6 +105,13 @@ ConfigFile = Annotated[
 ]
 
 
+def setting_source(name: str, overrides: dict[str, Any]) -> str:
+    """What set a setting, for a refusal: its flag when one was given, else its variable."""
+    if overrides.get(name) is not None:
+        return f"--{name.replace('_', '-')}"
+    return f"RETOUCH_{name.upper()}"
+
+
 def load_settings(**overrides: Any) -> Settings:
     """The settings, or exit 2 naming the flag or variable whose value is refused."""
     given = {name: value for name, value in overrides.items() if value is not None}
@@ -112,11 +120,77 @@ def load_settings(**overrides: Any) -> Settings:
     except ValidationError as error:
         for problem in error.errors():
             name = str(problem["loc"][0]) if problem["loc"] else ""
-            source = f"--{name.replace('_', '-')}" if name in given else f"RETOUCH_{name.upper()}"
+            source = setting_source(name, given)
             console.print(
                 f"configuration error: {source}: {problem['msg']}", style="bold red", markup=False
             )
         raise typer.Exit(2) from None
+
+
+class _KeyIsEncrypted(Exception):
+    pass
+
+
+def _no_key_password() -> str:
+    # Without a password callback OpenSSL would prompt for one on the terminal.
+    raise _KeyIsEncrypted
+
+
+def require_tls_files(settings: Settings, flags: dict[str, Any]) -> None:
+    """Exit 2 unless the HTTPS settings are both unset, or both set to a certificate and its
+    private key that load: uvicorn would otherwise fail on them only once serve had migrated,
+    started its worker and printed its URL (or serve plain HTTP, given a key alone)."""
+    if not settings.tls:
+        return
+    cert, key = settings.ssl_certfile, settings.ssl_keyfile
+    cert_source = setting_source("ssl_certfile", flags)
+    key_source = setting_source("ssl_keyfile", flags)
+    if cert is None or key is None:
+        given, missing = (
+            (key_source, "ssl_certfile") if cert is None else (cert_source, "ssl_keyfile")
+        )
+        _refuse(
+            f"{given} needs --{missing.replace('_', '-')} (or RETOUCH_{missing.upper()}) too: "
+            "HTTPS takes a certificate and its private key; give both, or neither for plain HTTP"
+        )
+    for source, path in ((cert_source, cert), (key_source, key)):
+        if not path.exists():
+            _refuse(f"{source}: {path} does not exist: pass the path of a PEM file")
+        if not path.is_file():
+            _refuse(f"{source}: {path} is not a file: pass the path of a PEM file")
+        try:
+            path.open("rb").close()
+        except OSError as error:
+            _refuse(
+                f"{source}: {path} cannot be read ({error.strerror}): pass a file that the "
+                "user serve runs as can read"
+            )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        # First the certificates alone, so a refusal names the file at fault.
+        context.load_verify_locations(cafile=cert)
+    except ssl.SSLError as error:
+        _refuse(
+            f"{cert_source}: {cert} holds no PEM certificate ({error}): pass the server's "
+            "certificate (or its chain, server certificate first) in PEM"
+        )
+    try:
+        context.load_cert_chain(cert, key, password=_no_key_password)
+    except _KeyIsEncrypted:
+        _refuse(
+            f"{key_source}: {key} is encrypted, and serve takes no key password: pass it "
+            "decrypted (`openssl pkey -in KEY -out PLAIN_KEY`)"
+        )
+    except ssl.SSLError as error:
+        _refuse(
+            f"{key_source}: {key} does not load as the private key of {cert_source} {cert} "
+            f"({error}): pass the PEM private key that matches the certificate"
+        )
+
+
+def _refuse(message: str) -> NoReturn:
+    console.print(f"configuration error: {message}", style="bold red", markup=False)
+    raise typer.Exit(2)
 
 
 def require_data_dir(settings: Settings, given: Path | None, *, outputs: bool = False) -> None:
@@ -214,6 +288,21 @@ def serve(
             help=verbatim("API processes sharing the port [env RETOUCH_API_PROCESSES; 1]")
         ),
     ] = None,
+    ssl_certfile: Annotated[
+        Path | None,
+        typer.Option(
+            help=verbatim(
+                "PEM certificate (or chain) to serve HTTPS with, with --ssl-keyfile "
+                "[env RETOUCH_SSL_CERTFILE; plain HTTP]"
+            )
+        ),
+    ] = None,
+    ssl_keyfile: Annotated[
+        Path | None,
+        typer.Option(
+            help=verbatim("Its PEM private key, unencrypted [env RETOUCH_SSL_KEYFILE; plain HTTP]")
+        ),
+    ] = None,
 ) -> None:
     """Run the API, with one worker process beside it."""
     import uvicorn
@@ -233,8 +322,11 @@ def serve(
         "device": device,
         "config": config,
         "api_processes": api_processes,
+        "ssl_certfile": ssl_certfile,
+        "ssl_keyfile": ssl_keyfile,
     }
     settings = load_settings(**flags)
+    require_tls_files(settings, flags)
     configure_logging(settings.log_format)
     if settings.metrics:  # before any child starts: they all count into <data dir>/metrics
         enable_multiprocess_metrics(settings.data_dir.resolve())
@@ -256,8 +348,7 @@ def serve(
     if supervisor:
         supervisor.start()
     # On stderr: stdout carries only the first start's key line, which scripts read.
-    host_in_url = f"[{settings.host}]" if ":" in settings.host else settings.host
-    url = f"http://{host_in_url}:{settings.port}"
+    url = settings.listen_url
     processes = settings.api_processes
     console.print(
         f"Retouch API on {url} (playground: {url}/, console: {url}/console, "
@@ -280,6 +371,10 @@ def serve(
         # Bounded, so a client holding a connection open cannot keep the server from stopping.
         "timeout_graceful_shutdown": 5,
     }
+    if settings.ssl_certfile is not None and settings.ssl_keyfile is not None:
+        # Each API process of --api-processes N builds its SSL context from these paths.
+        server_options["ssl_certfile"] = str(settings.ssl_certfile)
+        server_options["ssl_keyfile"] = str(settings.ssl_keyfile)
     # uvicorn re-raises the SIGTERM it stopped on once it has shut down: as a KeyboardInterrupt
     # (which uvicorn.run catches, like a Ctrl-C's) serve goes on, drains its worker and exits
     # 0, instead of dying of the signal.

@@ -97,6 +97,13 @@ class Settings(BaseSettings):
     public_base_url: str | None = Field(
         None, description="Base of the absolute URLs we hand out, e.g. https://edit.example.com"
     )
+    # HTTPS: both or neither (serve refuses one alone, and files that do not load, at start).
+    ssl_certfile: Path | None = Field(
+        None, description="PEM certificate (or chain) that `retouch serve` serves HTTPS with"
+    )
+    ssl_keyfile: Path | None = Field(
+        None, description="PEM private key of the certificate, unencrypted; unset = plain HTTP"
+    )
 
     # Logs, on standard error.
     log_format: LogFormat = Field(
@@ -233,11 +240,23 @@ class Settings(BaseSettings):
         "storage_url",
         "s3_endpoint_url",
         "s3_region",
+        "ssl_certfile",
+        "ssl_keyfile",
         mode="before",
     )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
+
+    @property
+    def tls(self) -> bool:
+        return self.ssl_certfile is not None or self.ssl_keyfile is not None
+
+    @property
+    def listen_url(self) -> str:
+        """Where `retouch serve` answers: https:// with a certificate, an IPv6 host in brackets."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
 
     @property
     def database_path(self) -> Path:

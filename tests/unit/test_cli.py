@@ -1,8 +1,9 @@
 """`retouch serve --api-processes N` in-process, with uvicorn and the worker supervisor
 replaced by recorders: the number checked, the import-string app handed to uvicorn, the flags
 handed to the API processes, and the worker stopped once uvicorn's parent returns. The real
-processes run in tests/e2e/test_scale_out.py. Then the help of every command, --version, and
-which commands need an existing data dir."""
+processes run in tests/e2e/test_scale_out.py. Then serve's HTTPS settings (the real server
+in tests/e2e/test_tls.py), the help of every command, --version, and which commands need an
+existing data dir."""
 
 from __future__ import annotations
 
@@ -14,16 +15,30 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 import typer
 import uvicorn
+from cryptography.hazmat.primitives import serialization
 from typer.testing import CliRunner, Result
 
 from retouch.api.asgi import FACTORY
+from retouch.api.http_protocol import HardenedHttpToolsProtocol
 from retouch.cli import app
 from retouch.config import Settings
 from retouch.worker import supervisor
 
-FLAGS = ["host", "port", "data_dir", "database_url", "model", "device", "config", "api_processes"]
+FLAGS = [
+    "host",
+    "port",
+    "data_dir",
+    "database_url",
+    "model",
+    "device",
+    "config",
+    "api_processes",
+    "ssl_certfile",
+    "ssl_keyfile",
+]
 
 
 class Recorded:
@@ -140,6 +155,172 @@ def test_serve_logs_in_the_configured_format_through_one_handler(
     [(_, options)] = recorded.uvicorn_calls
     # uvicorn configures no handlers of its own: its lines go through ours, JSON too.
     assert options["log_config"] is None and options["access_log"] is False
+
+
+# --- HTTPS: --ssl-certfile and --ssl-keyfile ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def issued() -> trustme.LeafCert:
+    return trustme.CA().issue_cert("127.0.0.1")
+
+
+@pytest.fixture
+def tls_files(tmp_path: Path, issued: trustme.LeafCert) -> tuple[str, str]:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    issued.cert_chain_pems[0].write_to_path(str(cert))
+    issued.private_key_pem.write_to_path(str(key))
+    return str(cert), str(key)
+
+
+def tls(cert: str, key: str) -> list[str]:
+    return ["--ssl-certfile", cert, "--ssl-keyfile", key]
+
+
+@pytest.mark.parametrize("processes", ["1", "3"])
+def test_a_certificate_and_its_key_serve_https_in_every_api_process(
+    recorded: Recorded, tmp_path: Path, tls_files: tuple[str, str], processes: str
+) -> None:
+    cert, key = tls_files
+    result = serve(
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--port",
+        "8443",
+        "--api-processes",
+        processes,
+        *tls(cert, key),
+    )
+    assert result.exit_code == 0, result.output
+    assert "Retouch API on https://127.0.0.1:8443 " in result.output
+    assert "http://" not in result.output
+    [(_, options)] = recorded.uvicorn_calls
+    assert options["ssl_certfile"] == cert and options["ssl_keyfile"] == key
+    assert options["http"].func is HardenedHttpToolsProtocol  # its limits hold over TLS too
+
+
+def test_without_a_certificate_serve_is_plain_http(recorded: Recorded, tmp_path: Path) -> None:
+    result = serve("--data-dir", str(tmp_path), "--port", "8123")
+    assert result.exit_code == 0, result.output
+    assert "Retouch API on http://127.0.0.1:8123 " in result.output
+    [(_, options)] = recorded.uvicorn_calls
+    assert "ssl_certfile" not in options and "ssl_keyfile" not in options
+
+
+def test_the_https_settings_are_read_from_the_environment(
+    recorded: Recorded, tmp_path: Path, tls_files: tuple[str, str]
+) -> None:
+    cert, key = tls_files
+    result = serve(
+        "--data-dir", str(tmp_path / "data"), RETOUCH_SSL_CERTFILE=cert, RETOUCH_SSL_KEYFILE=key
+    )
+    assert result.exit_code == 0, result.output
+    assert "Retouch API on https://" in result.output
+    [(_, options)] = recorded.uvicorn_calls
+    assert options["ssl_certfile"] == cert and options["ssl_keyfile"] == key
+
+
+def refusal(recorded: Recorded, tmp_path: Path, *arguments: str, **environment: str) -> str:
+    """serve's one refusal line, checked to come before anything started (not even the data
+    dir was made, so nothing was migrated)."""
+    data_dir = tmp_path / "data"
+    result = serve("--data-dir", str(data_dir), *arguments, **environment)
+    assert result.exit_code == 2, result.output
+    assert recorded.events == [] and not data_dir.exists()
+    return " ".join(result.output.split())
+
+
+@pytest.mark.parametrize(
+    ("given", "missing"),
+    [
+        ("--ssl-certfile", "--ssl-keyfile (or RETOUCH_SSL_KEYFILE)"),
+        ("--ssl-keyfile", "--ssl-certfile (or RETOUCH_SSL_CERTFILE)"),
+        ("RETOUCH_SSL_CERTFILE", "--ssl-keyfile (or RETOUCH_SSL_KEYFILE)"),
+        ("RETOUCH_SSL_KEYFILE", "--ssl-certfile (or RETOUCH_SSL_CERTFILE)"),
+    ],
+)
+def test_one_of_the_two_alone_is_refused(
+    recorded: Recorded, tmp_path: Path, tls_files: tuple[str, str], given: str, missing: str
+) -> None:
+    path = tls_files[0] if "CERT" in given.upper() else tls_files[1]
+    if given.startswith("--"):
+        shown = refusal(recorded, tmp_path, given, path)
+    else:
+        shown = refusal(recorded, tmp_path, **{given: path})
+    assert f"configuration error: {given} needs {missing} too" in shown
+    assert "give both, or neither" in shown
+
+
+def test_a_missing_file_is_refused(
+    recorded: Recorded, tmp_path: Path, tls_files: tuple[str, str]
+) -> None:
+    cert, key = tls_files
+    absent = str(tmp_path / "absent.pem")
+    shown = refusal(recorded, tmp_path, *tls(absent, key))
+    assert f"configuration error: --ssl-certfile: {absent} does not exist" in shown
+    shown = refusal(recorded, tmp_path, *tls(cert, absent))
+    assert f"configuration error: --ssl-keyfile: {absent} does not exist" in shown
+
+
+def test_a_folder_is_refused_naming_the_variable(
+    recorded: Recorded, tmp_path: Path, tls_files: tuple[str, str]
+) -> None:
+    shown = refusal(
+        recorded, tmp_path, "--ssl-certfile", tls_files[0], RETOUCH_SSL_KEYFILE=str(tmp_path)
+    )
+    assert f"configuration error: RETOUCH_SSL_KEYFILE: {tmp_path} is not a file" in shown
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
+def test_an_unreadable_file_is_refused(
+    recorded: Recorded, tmp_path: Path, tls_files: tuple[str, str]
+) -> None:
+    cert, key = tls_files
+    Path(key).chmod(0)
+    shown = refusal(recorded, tmp_path, *tls(cert, key))
+    assert f"configuration error: --ssl-keyfile: {key} cannot be read" in shown
+
+
+def test_a_file_that_is_not_a_certificate_is_refused(
+    recorded: Recorded, tmp_path: Path, tls_files: tuple[str, str]
+) -> None:
+    _, key = tls_files
+    for not_a_certificate in (key, write(tmp_path / "text.pem", b"not a certificate\n")):
+        shown = refusal(recorded, tmp_path, *tls(not_a_certificate, key))
+        assert f"configuration error: --ssl-certfile: {not_a_certificate} holds no PEM" in shown
+        assert "NO_CERTIFICATE_OR_CRL_FOUND" in shown  # the ssl module's own words
+
+
+def test_a_key_that_is_not_the_certificates_is_refused(
+    recorded: Recorded, tmp_path: Path, tls_files: tuple[str, str]
+) -> None:
+    cert, _ = tls_files
+    other_key = tmp_path / "other-key.pem"
+    trustme.CA().issue_cert("127.0.0.1").private_key_pem.write_to_path(str(other_key))
+    for wrong in (str(other_key), cert):
+        shown = refusal(recorded, tmp_path, *tls(cert, wrong))
+        assert f"configuration error: --ssl-keyfile: {wrong} does not load as the private " in shown
+        assert f"key of --ssl-certfile {cert}" in shown
+
+
+def test_an_encrypted_key_is_refused_without_a_prompt(
+    recorded: Recorded, tmp_path: Path, tls_files: tuple[str, str], issued: trustme.LeafCert
+) -> None:
+    cert, _ = tls_files
+    key = serialization.load_pem_private_key(issued.private_key_pem.bytes(), password=None)
+    encrypted = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"secret"),
+    )
+    path = write(tmp_path / "encrypted-key.pem", encrypted)
+    shown = refusal(recorded, tmp_path, *tls(cert, path))
+    assert f"configuration error: --ssl-keyfile: {path} is encrypted" in shown
+
+
+def write(path: Path, data: bytes) -> str:
+    path.write_bytes(data)
+    return str(path)
 
 
 # --- help, --version and the data dir (in-process: no server) --------------------------------
