@@ -4,6 +4,7 @@ routes and for the webhook dispatcher (whose body is the result body)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
@@ -29,6 +30,25 @@ from retouch.storage.signing import UrlSigner
 _RESULT_EXTRAS = frozenset(
     ("model", "warnings", "generation", "references", "has_nsfw_concepts", "timings")
 )
+
+
+@dataclass(frozen=True)
+class OutputFile:
+    """One output image of a succeeded job, as the fal and Replicate surfaces describe it."""
+
+    url: str
+    """Signed (or the bucket's presigned URL): fetched without the API key."""
+    name: str
+    """Its storage name, `<job id>/<file>`."""
+    content_type: str
+    size: int
+    width: int | None
+    height: int | None
+    seed: int
+
+
+def stored_result(job: Job) -> StoredResult | None:
+    return StoredResult.model_validate(job.result) if job.result else None
 
 
 def request_urls(base: str, job_id: str) -> tuple[str, str, str]:
@@ -109,6 +129,25 @@ class ResponseBuilder:
             return self.presign(name, self.url_ttl_seconds)
         return self.file_url(base, name)
 
+    def output_files(self, base: str, job: Job) -> list[OutputFile]:
+        """A succeeded job's images with their signed URLs (none for any other job)."""
+        stored = stored_result(job)
+        if job.state is not JobState.SUCCEEDED or stored is None:
+            return []
+        size = stored.generation
+        return [
+            OutputFile(
+                url=self.output_url(base, output.file),
+                name=output.file,
+                content_type=output.content_type,
+                size=output.size,
+                width=size.width if size else None,
+                height=size.height if size else None,
+                seed=output.seed,
+            )
+            for output in stored.outputs
+        ]
+
     @staticmethod
     def submitted(base: str, job: Job) -> Submission:
         status_url, result_url, cancel_url = request_urls(base, job.id)
@@ -147,9 +186,9 @@ class ResponseBuilder:
     def result(self, base: str, job: Job) -> Result:
         """The result body (without the webhook's state: the webhook's own body is this)."""
         fields: dict[str, Any] = {"request_id": job.id, "status": RESULT_NAMES[job.state]}
-        stored = StoredResult.model_validate(job.result) if job.result else None
+        stored = stored_result(job)
         if job.state is JobState.SUCCEEDED and stored is not None:
-            urls = [self.output_url(base, output.file) for output in stored.outputs]
+            urls = [output.url for output in self.output_files(base, job)]
             fields["output"] = (
                 Output(images=urls, image=urls[0]) if len(urls) == 1 else Output(images=urls)
             )

@@ -1,5 +1,10 @@
 """Which endpoints this server serves, and with which engine, weights and options.
 
+Each endpoint also has the id it answers to on the fal and Replicate surfaces
+(retouch.api.fal, retouch.api.replicate): `fal = "…"` and `replicate = "owner/name"` in the
+file, or by default the hosted ids of the same model for `google/nano-banana-2/edit`, and for
+any other endpoint its own id on fal and `owner/rest-of-id` (slashes as dashes) on Replicate.
+
 Read from a TOML file (`--config` / RETOUCH_CONFIG) when given; otherwise one endpoint,
 `google/nano-banana-2/edit` on FLUX.2 [klein]. Environment and flags override the file:
 RETOUCH_MODEL / --model sets the weights of the default endpoint, and the engine settings
@@ -32,6 +37,12 @@ from retouch.engine.registry import ENGINE_KINDS
 DEFAULT_ENGINE = "flux2-klein"
 # Two or more segments (`owner/model/task`, RunComfy's `owner/model/variant/task`…), none empty.
 ENDPOINT_ID = r"^[a-z0-9][a-z0-9._-]*(?:/[a-z0-9][a-z0-9._-]*)+$"
+# Replicate's model ids are exactly `owner/name`.
+REPLICATE_ID = r"^[a-z0-9][a-z0-9._-]*/[a-z0-9][a-z0-9._-]*$"
+# The hosted APIs' ids of the model the default endpoint's contract comes from.
+HOSTED_IDS: dict[str, tuple[str, str]] = {
+    DEFAULT_ENDPOINT: ("fal-ai/nano-banana-2/edit", "google/nano-banana-2"),
+}
 
 
 class ConfigError(Exception):
@@ -56,6 +67,8 @@ class _EndpointSpec(BaseModel):
     id: Annotated[str, StringConstraints(pattern=ENDPOINT_ID)]
     engine: str
     model: str | None = None
+    fal: Annotated[str, StringConstraints(pattern=ENDPOINT_ID)] | None = None
+    replicate: Annotated[str, StringConstraints(pattern=REPLICATE_ID)] | None = None
     options: _OptionsSpec = _OptionsSpec()
 
     @field_validator("id")
@@ -79,6 +92,10 @@ class Endpoint:
     model: str | None
     """None: the engine's preview model (tiny random weights)."""
     options: EngineOptions
+    fal_id: str = ""
+    """The id it answers to under /fal/ (an app id of any depth)."""
+    replicate_id: str = ""
+    """The `owner/name` it answers to under /replicate/."""
 
     @property
     def preview(self) -> bool:
@@ -113,6 +130,30 @@ def _env_overrides(settings: Settings) -> dict[str, Any]:
     return {name: value for name, value in overrides.items() if value is not None}
 
 
+def _surface_ids(spec: _EndpointSpec) -> tuple[str, str]:
+    """The endpoint's fal and Replicate ids: configured, hosted, or made from its own id."""
+    hosted_fal, hosted_replicate = HOSTED_IDS.get(spec.id, (spec.id, ""))
+    if not hosted_replicate:
+        owner, _, rest = spec.id.partition("/")
+        hosted_replicate = f"{owner}/{rest.replace('/', '-')}"
+    return spec.fal or hosted_fal, spec.replicate or hosted_replicate
+
+
+def _check_unique(endpoints: list[Endpoint]) -> None:
+    """Each surface's ids name one endpoint each (an id on fal may also be another endpoint's
+    own id there: fal resolves its own ids first, see retouch.api.fal)."""
+    for surface, ids in (
+        ("fal", [endpoint.fal_id for endpoint in endpoints]),
+        ("replicate", [endpoint.replicate_id for endpoint in endpoints]),
+    ):
+        repeated = sorted({surface_id for surface_id in ids if ids.count(surface_id) > 1})
+        if repeated:
+            raise ConfigError(
+                f'{surface} id {repeated[0]!r} names two endpoints: set `{surface} = "…"` '
+                "on one of them"
+            )
+
+
 def load_endpoints(settings: Settings) -> list[Endpoint]:
     specs = (
         _read_file(settings.config)
@@ -133,5 +174,16 @@ def load_endpoints(settings: Settings) -> list[Endpoint]:
         if spec.id == DEFAULT_ENDPOINT and settings.model is not None:
             model = settings.model
         options = dataclasses.replace(EngineOptions(**spec.options.model_dump()), **overrides)
-        endpoints.append(Endpoint(id=spec.id, engine=spec.engine, model=model, options=options))
+        fal_id, replicate_id = _surface_ids(spec)
+        endpoints.append(
+            Endpoint(
+                id=spec.id,
+                engine=spec.engine,
+                model=model,
+                options=options,
+                fal_id=fal_id,
+                replicate_id=replicate_id,
+            )
+        )
+    _check_unique(endpoints)
     return endpoints

@@ -16,6 +16,7 @@ from retouch.api import (
     metrics,
     models,
     requests,
+    surfaces,
     uploads,
     webhook_secret,
     workers,
@@ -59,7 +60,11 @@ def create_app(
         # Sends due webhooks (left over from before a restart too) while the API runs.
         state: AppState = started.state.retouch
         webhooks = WebhookDispatcher(
-            store=state.store, keys=state.keys, responses=state.responses, settings=settings
+            store=state.store,
+            keys=state.keys,
+            responses=state.responses,
+            settings=settings,
+            body_of=surfaces.webhook_body(state),
         )
         webhooks.start()
         # Deletes expired results and uploads (one API process of a deployment at a time).
@@ -104,7 +109,7 @@ def create_app(
         changes=changes,
         rates=SubmitRates(services.keys.engine),
     )
-    install_error_handlers(app)
+    install_error_handlers(app, surfaces.ERROR_FORMS)
     install_docs(app)
     install_web(app, image_origins=output_origins(settings.public_base_url, presign))
     routers = [
@@ -121,6 +126,9 @@ def create_app(
         )
     ]
     for router in routers:
+        app.include_router(router)
+    # Outside the OpenAPI document (it describes the contract's surface): see docs/surfaces.md.
+    for router in surfaces.ROUTERS:
         app.include_router(router)
     if settings.metrics:
         app.include_router(metrics.router)  # not in the OpenAPI document

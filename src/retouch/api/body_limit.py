@@ -10,7 +10,7 @@ import asyncio
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from retouch.api.errors import ApiError, error_response
+from retouch.api.errors import ApiError, answer
 from retouch.contract.errors import BODY_TOO_LARGE, SLOW_BODY
 
 # A client that sends nothing for this long while uploading a body is dropped (slowloris).
@@ -45,8 +45,8 @@ class BodyLimitMiddleware:
             return
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                error = self._too_large()
-                response = error_response(error.status, error.code, error.message, None, CLOSE)
+                forms = scope["app"].state.error_forms if "app" in scope else {}
+                response = answer(forms, scope["path"], self._too_large())
                 await response(scope, receive, send)
                 return
         received = 0

@@ -49,15 +49,26 @@ async def authenticate(request: Request) -> Caller:
     """One flat dependency (no sub-dependencies): resolving a tree of them costs more than a
     status poll's database read. The OpenAPI's bearer scheme is added for every route that
     depends on this (retouch.api.openapi)."""
+    return await authenticate_with(request, BEARER)
+
+
+BEARER = ("Bearer",)
+
+
+async def authenticate_with(request: Request, schemes: tuple[str, ...]) -> Caller:
+    """`authenticate` for a surface whose clients send the key under other schemes too (fal's
+    `Key`, Replicate's `Token`): the first is the one the 401 asks for."""
     state = app_state(request)
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    challenge = {"WWW-Authenticate": schemes[0]}
+    if scheme.lower() not in {name.lower() for name in schemes} or not token.strip():
+        others = f" (or {', '.join(schemes[1:])} instead of {schemes[0]})" if schemes[1:] else ""
         raise ApiError(
             401,
             UNAUTHORIZED,
-            "missing API key: send the header 'Authorization: Bearer <key>'",
-            headers={"WWW-Authenticate": "Bearer"},
+            f"missing API key: send the header 'Authorization: {schemes[0]} <key>'{others}",
+            headers=challenge,
         )
     key = token.strip()
     known, found = state.keys.cached_verdict(key)
@@ -68,7 +79,7 @@ async def authenticate(request: Request) -> Caller:
             401,
             UNAUTHORIZED,
             "invalid or revoked API key: create one with `retouch keys create --name NAME`",
-            headers={"WWW-Authenticate": "Bearer"},
+            headers=challenge,
         )
     return Caller(state, found)
 

@@ -1,11 +1,14 @@
 """The error envelope `{error_code, error_message, detail?}` with a real HTTP status, for every
-error the API can answer, including the framework's own (unknown route, wrong method)."""
+error the API can answer, including the framework's own (unknown route, wrong method). Under
+the fal and Replicate surfaces' prefixes the same errors are answered in their forms
+(`ErrorForms`: retouch.api.fal, retouch.api.replicate), with the same statuses."""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from fastapi import FastAPI, Request
@@ -47,6 +50,29 @@ class ApiError(Exception):
         self.message = message
         self.detail = detail
         self.headers = headers
+        self.problems: list[Problem] = []
+        """For a 422: each bad input as pydantic reports it (`loc`, `msg`, `type`), for the
+        surfaces whose error forms carry them."""
+
+
+# One bad input: pydantic's `loc`, `msg` (what to do, as `detail` words it) and `type`.
+Problem = dict[str, Any]
+# How a surface answers an ApiError, by the path prefix it serves.
+ErrorForm = Callable[[ApiError], Response]
+ErrorForms = Mapping[str, ErrorForm]
+
+
+def envelope(error: ApiError) -> Response:
+    """The contract's own form of an error."""
+    return error_response(error.status, error.code, error.message, error.detail, error.headers)
+
+
+def answer(forms: ErrorForms, path: str, error: ApiError) -> Response:
+    """The error in the form of the surface serving `path` (the contract's own elsewhere)."""
+    for prefix, form in forms.items():
+        if path.startswith(prefix):
+            return form(error)
+    return envelope(error)
 
 
 def error_response(
@@ -186,13 +212,21 @@ def validation_detail(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def invalid_input(errors: list[dict[str, Any]]) -> ApiError:
     detail = validation_detail(errors)
     fields = ", ".join(d["field"] for d in detail)
-    return ApiError(422, INVALID_INPUT, f"invalid input: {fields}", detail=detail)
+    error = ApiError(422, INVALID_INPUT, f"invalid input: {fields}", detail=detail)
+    error.problems = [
+        {"loc": list(e["loc"]), "msg": d["message"], "type": e["type"]}
+        for e, d in zip(errors, detail, strict=True)
+    ]
+    return error
 
 
-def field_error(field: str, message: str) -> ApiError:
-    """A 422 about one input outside the JSON body: a header, a query parameter, a form field."""
+def field_error(field: str, message: str, location: str = "query") -> ApiError:
+    """A 422 about one input outside the JSON body: a header, a query parameter, a form field
+    (`location`, for the surfaces whose forms say where the input was)."""
     detail = [{"field": field, "path": [field], "message": message}]
-    return ApiError(422, INVALID_INPUT, f"invalid input: {field}: {message}", detail=detail)
+    error = ApiError(422, INVALID_INPUT, f"invalid input: {field}: {message}", detail=detail)
+    error.problems = [{"loc": [location, field], "msg": message, "type": "value_error"}]
+    return error
 
 
 def documented_methods(app: FastAPI, path: str) -> list[str]:
@@ -204,19 +238,22 @@ def documented_methods(app: FastAPI, path: str) -> list[str]:
     return sorted(methods)
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(ApiError)
-    async def _api_error(_request: Request, error: ApiError) -> Response:
-        return error_response(error.status, error.code, error.message, error.detail, error.headers)
+def install_error_handlers(app: FastAPI, forms: ErrorForms | None = None) -> None:
+    """Every error answered as an ApiError, in the form of the surface of its path."""
+    app.state.error_forms = forms = dict(forms or {})
 
-    async def _database(_request: Request, error: Exception) -> Response:
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, error: ApiError) -> Response:
+        return answer(forms, request.url.path, error)
+
+    async def _database(request: Request, error: Exception) -> Response:
         full = storage_full(error)
         if full is not None:
-            return await _api_error(_request, full)
+            return await _api_error(request, full)
         unavailable = database_unavailable(error)
         if unavailable is None:
             raise error  # a bug, for the 500 handler below
-        return await _api_error(_request, unavailable)
+        return await _api_error(request, unavailable)
 
     # DBAPIError covers OperationalError and InterfaceError; TimeoutError is the pool's.
     for database_error in (exc.DBAPIError, exc.TimeoutError):
@@ -226,50 +263,47 @@ def install_error_handlers(app: FastAPI) -> None:
     # else a request writes, a spooled form part say): answered here, by the exception
     # middleware, so the connection stays open for the next request.
     @app.exception_handler(OSError)
-    async def _os_error(_request: Request, error: OSError) -> Response:
+    async def _os_error(request: Request, error: OSError) -> Response:
         full = storage_full(error)
         if full is None:
             raise error  # for the 500 handler below
-        return await _api_error(_request, full)
+        return await _api_error(request, full)
 
     @app.exception_handler(RequestValidationError)
-    async def _request_validation(_request: Request, error: RequestValidationError) -> Response:
-        errors = [dict(e) for e in error.errors()]
-        api_error = invalid_input(errors)
-        return error_response(422, INVALID_INPUT, api_error.message, api_error.detail)
+    async def _request_validation(request: Request, error: RequestValidationError) -> Response:
+        return await _api_error(request, invalid_input([dict(e) for e in error.errors()]))
 
     @app.exception_handler(ValidationError)
-    async def _validation(_request: Request, error: ValidationError) -> Response:
-        api_error = invalid_input([dict(e) for e in error.errors()])
-        return error_response(422, INVALID_INPUT, api_error.message, api_error.detail)
+    async def _validation(request: Request, error: ValidationError) -> Response:
+        return await _api_error(request, invalid_input([dict(e) for e in error.errors()]))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, error: StarletteHTTPException) -> Response:
         if error.status_code == 404:
-            return error_response(404, UNKNOWN_ROUTE, "no such route: see /docs for the API")
+            unknown = ApiError(404, UNKNOWN_ROUTE, "no such route: see /docs for the API")
+            return await _api_error(request, unknown)
+        headers = dict(error.headers or {})
         if error.status_code == 405:
             # RFC 9110 requires `Allow`. Starlette names only the first route matching the
             # path; a path served by several (GET and POST /v1/webhooks/secret) has them all
             # in the OpenAPI document.
-            headers = dict(error.headers or {})
             documented = documented_methods(request.app, request.url.path)
             if documented:
                 headers["Allow"] = ", ".join(documented)
-            return error_response(
+            wrong_method = ApiError(
                 405,
                 METHOD_NOT_ALLOWED,
                 "method not allowed on this route: see /docs",
                 headers=headers,
             )
-        return error_response(
-            error.status_code,
-            error.status_code * 1000 + 1,
-            str(error.detail),
-            None,
-            dict(error.headers or {}),
+            return await _api_error(request, wrong_method)
+        other = ApiError(
+            error.status_code, error.status_code * 1000 + 1, str(error.detail), headers=headers
         )
+        return await _api_error(request, other)
 
     @app.exception_handler(Exception)
-    async def _internal(_request: Request, error: Exception) -> Response:
+    async def _internal(request: Request, error: Exception) -> Response:
         log.exception("internal error", exc_info=error)
-        return error_response(500, INTERNAL, "internal error: the operator's log has the details")
+        internal = ApiError(500, INTERNAL, "internal error: the operator's log has the details")
+        return answer(forms, request.url.path, internal)

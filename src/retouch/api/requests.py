@@ -4,14 +4,12 @@ and cancel."""
 from __future__ import annotations
 
 import functools
-import json
 import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from fastapi.sse import EventSourceResponse
-from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.convertors import Convertor, register_url_convertor
 
@@ -25,16 +23,19 @@ from retouch.api.dependencies import (
     base_url,
     check_endpoint,
     find_job,
-    key_record,
     parse_cursor,
     query_flag,
-    request_expired,
-    request_not_found,
     send,
     store_read,
 )
-from retouch.api.errors import ApiError, error_responses, invalid_input
-from retouch.api.limits import key_queue_full, rate_exceeded, submit_admission
+from retouch.api.errors import error_responses
+from retouch.api.operations import (
+    cancel_job,
+    idempotency_for,
+    job_and_logs,
+    parse_input,
+    submit_job,
+)
 from retouch.api.state import AppState
 from retouch.api.stream import result_body, status_events, wait_for_end
 from retouch.contract.bodies import (
@@ -44,35 +45,16 @@ from retouch.contract.bodies import (
     Status,
     Submission,
 )
-from retouch.contract.errors import IDEMPOTENCY_CONFLICT, INVALID_INPUT, OVERLOADED
 from retouch.contract.idempotency import HEADER as IDEMPOTENCY_HEADER
 from retouch.contract.idempotency import PATTERN as IDEMPOTENCY_PATTERN
-from retouch.contract.inputs import INPUT_MODEL, input_schema
+from retouch.contract.inputs import input_schema
 from retouch.contract.states import STATUS_NAMES, CancelOutcomeName, JobState
-from retouch.jobs.models import Idempotency, IdempotencyConflict, Job, KeyQueueFull, QueueFull
-from retouch.jobs.rate_limits import SubmitRateExceeded
+from retouch.jobs.models import Idempotency, Job
 from retouch.log_context import bind_request_id
-from retouch.metrics.registry import job_cancelled
-from retouch.responses import log_entries, retry_after
+from retouch.responses import retry_after
 
 router = APIRouter(tags=["requests"])
 log = logging.getLogger(__name__)
-
-
-def parse_input(body: bytes) -> dict[str, Any]:
-    try:
-        json.loads(body)
-    except (ValueError, RecursionError) as error:
-        raise ApiError(
-            422,
-            INVALID_INPUT,
-            "invalid input: the body is not valid JSON",
-            detail=[{"field": "body", "path": [], "message": f"not valid JSON: {error}"}],
-        ) from None
-    try:
-        return INPUT_MODEL.model_validate_json(body).model_dump(mode="json")
-    except ValidationError as error:
-        raise invalid_input([dict(e) for e in error.errors()]) from None
 
 
 def parse_submission(
@@ -80,10 +62,7 @@ def parse_submission(
 ) -> tuple[dict[str, Any], Idempotency | None]:
     """The validated fields, and the idempotency record when a key was sent. Blocking."""
     fields = parse_input(body)
-    if key is None:
-        return fields, None
-    digest = submit_options.request_hash(endpoint, fields, webhook, state.signer)
-    return fields, Idempotency(key, digest)
+    return fields, idempotency_for(state, key, endpoint, fields, webhook)
 
 
 SUBMIT_OPENAPI: dict[str, Any] = {
@@ -153,25 +132,15 @@ async def _submit(
         parse_submission, await request.body(), endpoint, key, hook, state
     )
     base = base_url(request, state)
-    queue_cap, admit = await submit_admission(state, owner)
-    try:
-        job = await run_in_threadpool(
-            functools.partial(
-                state.store.submit,
-                key_id=owner,
-                endpoint=endpoint,
-                input=fields,
-                max_queued=state.settings.max_queued_jobs,
-                key_max_queued=queue_cap,
-                webhook_url=hook,
-                base_url=base,
-                idempotency=idempotency,
-                admit=admit,
-            )
-        )
-    except (QueueFull, KeyQueueFull, IdempotencyConflict, SubmitRateExceeded) as refused:
-        raise _refusal(refused, key) from None
-    bind_request_id(job.id)
+    job = await submit_job(
+        state,
+        owner=owner,
+        endpoint=endpoint,
+        fields=fields,
+        webhook=hook,
+        base=base,
+        idempotency=idempotency,
+    )
     headers = {"Idempotent-Replayed": "true"} if job.replayed else {}
     body: Submission | Result = state.responses.submitted(base, job)
     if wait is not None:
@@ -180,28 +149,6 @@ async def _submit(
         if finished is not None:
             body = await store_read(state, functools.partial(result_body, state, base, finished))
     return send(body, headers=headers)
-
-
-def _refusal(refused: Exception, key: str | None) -> ApiError:
-    """The answer to a submit the store refused."""
-    if isinstance(refused, SubmitRateExceeded):
-        return rate_exceeded(refused)
-    if isinstance(refused, KeyQueueFull):
-        return key_queue_full(refused)
-    if isinstance(refused, IdempotencyConflict):
-        return ApiError(
-            409,
-            IDEMPOTENCY_CONFLICT,
-            f"Idempotency-Key {key!r} was used in the last 24 h for a different request "
-            f"({refused.job_id}): send exactly the same body to get that request back, or "
-            "use a new key for a new request",
-        )
-    return ApiError(
-        503,
-        OVERLOADED,
-        "the queue is full: retry after a few seconds",
-        headers={"Retry-After": "5"},
-    )
 
 
 class _EndpointIdConvertor(Convertor[str]):
@@ -276,10 +223,10 @@ def read_job_body(
 ) -> tuple[Job, Status | Result]:
     """The job and its status or result body; `logs` adds its timestamped log lines.
     Blocking: every store read of one poll, done in one thread hop."""
-    job = find_job(state, request_id, owner)
+    job, lines = job_and_logs(state, request_id, owner, logs)
     body = state.responses.status(base, job) if view == "status" else result_body(state, base, job)
-    if logs:
-        body.logs = log_entries(state.store.logs(job.id))
+    if lines is not None:
+        body.logs = lines
     return job, body
 
 
@@ -424,29 +371,7 @@ async def list_requests(
 async def cancel_request(request_id: str, caller: Authenticated) -> Response:
     """`outcome` is `cancelled` for a queued job, `not_cancellable` for one that has started
     or ended; repeating it is harmless. An admin key cancels any key's job."""
-    state, owner = caller.state, caller.key_id
-    found = await run_in_threadpool(
-        state.store.cancel,
-        request_id,
-        key_id=owner,
-        running_too=state.settings.cancel_running,
-        any_key=(await key_record(state, owner)).is_admin,
-    )
-    if found is None:
-        raise request_not_found(request_id)
-    job, cancelled_now = found
-    if job.expired_at is not None:  # never cancelled now: retention only takes ended jobs
-        raise await run_in_threadpool(request_expired, state, job)
-    bind_request_id(job.id)
-    if cancelled_now:
-        job_cancelled(job.endpoint)
-    if cancelled_now and job.attempts > 0:
-        # An earlier attempt was killed after storing files (or, with cancel_running, the
-        # running one is stopping): no attempt will finish now, so they are no one's outcome.
-        try:
-            await run_in_threadpool(state.storage.delete_request, job.id)
-        except Exception:  # the job is cancelled all the same
-            log.exception("could not remove the files of cancelled request %s", job.id)
+    job, _ = await cancel_job(caller.state, request_id, caller.key_id)
     outcome: CancelOutcomeName = (
         "cancelled" if job.state is JobState.CANCELLED else "not_cancellable"
     )

@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from fastapi.sse import format_sse_event
 
@@ -18,6 +20,8 @@ from retouch.contract.states import FINISHED_STATES
 from retouch.jobs.models import Job
 from retouch.jobs.outage import Backoff, is_unavailable
 from retouch.responses import log_entries, webhook_state
+
+T = TypeVar("T")
 
 # A comment line this often keeps proxies from closing a quiet stream.
 KEEPALIVE_SECONDS = 15.0
@@ -84,15 +88,30 @@ async def wait_for_end(state: AppState, job_id: str, key_id: str, timeout: float
             waiting = await changes.wait(deadline - time.monotonic())
 
 
-async def status_events(
-    state: AppState, base: str, job_id: str, key_id: str, *, logs: bool = False
-) -> AsyncIterator[bytes]:
-    """`status` events (the status body) whenever it changes, then one `result` event with the
-    result body, then the end of the stream; or the end after the current event once the
-    server is stopping (the ChangeFeed is `ending`: the client reconnects elsewhere). `logs`:
-    both bodies carry the job's log lines so far (read with the job), as `?logs=1` adds them
-    to a poll's, and a status event is sent when they change too."""
-    sent: Status | None = None
+@dataclass(frozen=True)
+class Snapshot(Generic[T]):
+    """A followed job as one read found it: with its log lines when asked for, and once it has
+    finished, what `finish` made of it (a surface's result body)."""
+
+    job: Job
+    lines: list[LogEntry] | None
+    final: T | None
+
+
+async def follow_job(
+    state: AppState,
+    job_id: str,
+    key_id: str,
+    finish: Callable[[Job], T],
+    *,
+    logs: bool = False,
+) -> AsyncIterator[Snapshot[T] | str]:
+    """The job at each change (a surface's event stream sends what differs), ending after the
+    read that found it finished (`final` = `finish(job)`, a blocking call made in that read);
+    a str is a comment to send (keep-alive, or waiting for the database). It also ends when the
+    job is gone, the server is stopping (the ChangeFeed is `ending`: the client reconnects
+    elsewhere) or the key was revoked. `logs`: each read has the log lines so far, and a new
+    line is a change."""
     # Once the stream has started, a database that stops answering cannot become a 503: the
     # stream stays open (keep-alive comments) and reads again until it answers.
     backoff = Backoff()
@@ -108,31 +127,22 @@ async def status_events(
                     job, lines = await store_read(state, read_logs)
                 else:
                     job = await _read(state, job_id, key_id)
-                result = None
+                final = None
                 if job is not None and job.state in FINISHED_STATES:
-                    read = functools.partial(result_body, state, base, job)
-                    result = await store_read(state, read)
+                    final = await store_read(state, functools.partial(finish, job))
             except Exception as error:
                 if not is_unavailable(error):
                     raise
                 if state.changes.ending:
                     return
-                yield format_sse_event(comment="waiting for the job database")
+                yield "waiting for the job database"
                 await asyncio.sleep(backoff.next())
                 continue
             backoff.reset()
             if job is None:  # expired or deleted while streaming
                 return
-            status = state.responses.status(base, job)
-            if lines is not None:
-                status.logs = lines
-            if status != sent:
-                yield format_sse_event(event="status", data_str=status.to_json().decode())
-                sent = status
-            if result is not None:
-                if lines is not None:
-                    result.logs = lines
-                yield format_sse_event(event="result", data_str=result.to_json().decode())
+            yield Snapshot(job, lines, final)
+            if final is not None:
                 return
             # Until the job changes: a keep-alive comment when quiet, and the end once the
             # server stops or the key is revoked (checked each second: a revocation ends
@@ -142,7 +152,32 @@ async def status_events(
                 if state.changes.ending or await _revoked(state, key_id):
                     return
                 if time.monotonic() - quiet_since >= KEEPALIVE_SECONDS:
-                    yield format_sse_event(comment="keep-alive")
+                    yield "keep-alive"
                     quiet_since = time.monotonic()
             if state.changes.ending or await _revoked(state, key_id):
                 return
+
+
+async def status_events(
+    state: AppState, base: str, job_id: str, key_id: str, *, logs: bool = False
+) -> AsyncIterator[bytes]:
+    """`status` events (the status body) whenever it changes, then one `result` event with the
+    result body, then the end of the stream (see follow_job). `logs`: both bodies carry the
+    job's log lines so far, as `?logs=1` adds them to a poll's."""
+    sent: Status | None = None
+    finish = functools.partial(result_body, state, base)
+    async for snapshot in follow_job(state, job_id, key_id, finish, logs=logs):
+        if isinstance(snapshot, str):
+            yield format_sse_event(comment=snapshot)
+            continue
+        status = state.responses.status(base, snapshot.job)
+        if snapshot.lines is not None:
+            status.logs = snapshot.lines
+        if status != sent:
+            yield format_sse_event(event="status", data_str=status.to_json().decode())
+            sent = status
+        result = snapshot.final
+        if result is not None:
+            if snapshot.lines is not None:
+                result.logs = snapshot.lines
+            yield format_sse_event(event="result", data_str=result.to_json().decode())

@@ -45,6 +45,8 @@ class Job:
     """The worker running it (or that last ran it)."""
     expired_at: float | None = None
     """When retention deleted its files and payloads; its status then says it expired."""
+    surface: str | None = None
+    """The protocol it was submitted through (None: the contract's own; see schema.jobs)."""
 
     @classmethod
     def from_row(cls, row: Any) -> Job:
@@ -71,6 +73,7 @@ class Job:
             stored_bytes=row.stored_bytes,
             expired_at=row.expired_at,
             worker_id=row.worker_id,
+            surface=row.surface,
         )
 
 

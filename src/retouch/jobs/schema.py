@@ -80,6 +80,9 @@ jobs = Table(
     Column("stored_bytes", BigInteger, nullable=True),
     # When retention deleted the job's files and payloads (its row stays, so it can say so).
     Column("expired_at", Float, nullable=True),
+    # The surface (protocol) it was submitted through: NULL for the contract's own, or
+    # `fal`, `fal+sync`, `replicate` (retouch.api.surfaces), whose shapes its answers keep.
+    Column("surface", String(32), nullable=True),
     Index("ix_jobs_state_round", "state", "queue_round", "seq"),
     Index("ix_jobs_change_seq", "change_seq"),
     Index("ix_jobs_key_seq", "key_id", "seq"),

@@ -221,6 +221,9 @@ _WITHOUT_INPUT = [c for c in jobs.c if c.name != "input"]
 # construction, its largest cost.
 _INSERT_JOB = jobs.insert().values(queue_round=_NEW_ROUND)
 _JOB_BY_ID = select(jobs).where(jobs.c.id == bindparam("job_id"))
+_INPUT_OF = select(jobs.c.input).where(
+    jobs.c.id == bindparam("job_id"), jobs.c.key_id == bindparam("key_id")
+)
 _GET_JOB = select(*_WITHOUT_INPUT, _QUEUE_POSITION).where(
     jobs.c.id == bindparam("job_id"), jobs.c.key_id == bindparam("key_id")
 )
@@ -307,6 +310,7 @@ _SUBMITTED = [
     "created_at",
     "webhook_url",
     "base_url",
+    "surface",
 ]
 # PostgreSQL, once the cap's lock is held: the count, the insert, its notification and the
 # new row in one statement, as few round trips as possible while submits take turns. No
@@ -500,6 +504,7 @@ class SqlJobStore:
         base_url: str | None = None,
         idempotency: Idempotency | None = None,
         admit: Callable[[Any], None] | None = None,
+        surface: str | None = None,
     ) -> Job:
         """The new job's queue_round makes the queue fair across keys: see _NEW_ROUND.
         `admit` is called with the transaction's connection once the submit is known not to
@@ -519,6 +524,7 @@ class SqlJobStore:
             "created_at": now,
             "webhook_url": webhook_url,
             "base_url": base_url,
+            "surface": surface,
         }
         # No cap of the key's own: one no count can reach (PostgreSQL's single statement).
         key_cap = max_queued if key_max_queued is None else key_max_queued
@@ -600,6 +606,11 @@ class SqlJobStore:
         with self._reader.connect() as conn:
             row = conn.execute(_GET_JOB, {"job_id": job_id, "key_id": key_id}).one_or_none()
         return Job.from_row(row) if row else None
+
+    def input_of(self, job_id: str, *, key_id: str) -> dict[str, Any] | None:
+        with self._reader.connect() as conn:
+            stored = conn.execute(_INPUT_OF, {"job_id": job_id, "key_id": key_id}).scalar()
+        return json.loads(stored) if stored is not None else None
 
     def list_jobs(
         self,

@@ -66,8 +66,10 @@ class RequestStore(Protocol):
         base_url: str | None = None,
         idempotency: Idempotency | None = None,
         admit: Callable[[Any], None] | None = None,
+        surface: str | None = None,
     ) -> Job:
-        """Store a new queued job; `admit(conn)` runs in its transaction before the caps (a
+        """Store a new queued job (`surface`: the protocol it came through, None for the
+        contract's own); `admit(conn)` runs in its transaction before the caps (a
         key's rate: it may raise, and a refused submit writes nothing); raises QueueFull
         when max_queued jobs already wait, and KeyQueueFull when key_max_queued of this
         key's do. Jobs are claimed fairly across keys (round robin), then oldest first.
@@ -101,6 +103,11 @@ class RequestStore(Protocol):
     def get(self, job_id: str, *, key_id: str) -> Job | None:
         """The job, with its queue position, if it exists and belongs to key_id; None
         otherwise (the two look alike)."""
+        ...
+
+    def input_of(self, job_id: str, *, key_id: str) -> dict[str, Any] | None:
+        """The key's job's stored input (the contract's fields), which `get` leaves out;
+        None when there is no such job."""
         ...
 
     def cancel(

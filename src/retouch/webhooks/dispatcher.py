@@ -17,7 +17,7 @@ from typing import Final, TypeVar
 
 from retouch.auth.keys import KeyStore
 from retouch.config import Settings
-from retouch.jobs.models import Delivery, DeliveryAttempt
+from retouch.jobs.models import Delivery, DeliveryAttempt, Job
 from retouch.jobs.outage import Backoff, OutageLog, is_unavailable, until_answered
 from retouch.jobs.store import WebhookStore
 from retouch.metrics.registry import WEBHOOK_DELIVERIES
@@ -58,8 +58,13 @@ class WebhookDispatcher:
         responses: ResponseBuilder,
         settings: Settings,
         clock: Callable[[], float] = time.time,
+        body_of: Callable[[str, Job], str] | None = None,
     ) -> None:
+        """`body_of(base, job)`: the body to POST for an ended job (by default its result body;
+        the API passes one that keeps the shape of the surface the job came through). It may
+        read the store: it runs on the dispatcher's database threads."""
         self.store = store
+        self.body_of = body_of or (lambda base, job: responses.result(base, job).to_json().decode())
         self.keys = keys
         self.responses = responses
         self.sender = WebhookSender(settings.fetch_allow, settings.webhook_timeout_seconds)
@@ -67,9 +72,7 @@ class WebhookDispatcher:
         self.concurrency = settings.webhook_concurrency
         self.lease_seconds = settings.webhook_timeout_seconds + LEASE_MARGIN_SECONDS
         # Jobs submitted before base URLs were stored have none: use the configured one.
-        self.fallback_base = (
-            settings.public_base_url or f"http://{settings.host}:{settings.port}"
-        ).rstrip("/")
+        self.fallback_base = (settings.public_base_url or settings.listen_url).rstrip("/")
         self.clock = clock
         self._in_flight: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
@@ -188,8 +191,9 @@ class WebhookDispatcher:
             functools.partial(self.keys.webhook_secret, delivery.key_id)
         )
         # Built now, not when the job ended: the output URLs are signed fresh for each attempt.
-        result = self.responses.result(job.base_url or self.fallback_base, job)
-        body = result.to_json().decode()
+        body = await self._in_db_thread(
+            functools.partial(self.body_of, job.base_url or self.fallback_base, job)
+        )
         headers = signed_headers(secret, message_id(job.id), body, self.clock())
         return await self.sender.send(delivery.url, body, headers)
 

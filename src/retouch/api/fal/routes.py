@@ -1,0 +1,194 @@
+"""fal's queue routes under /fal/: submit to an app id, then status (202 until completed),
+its event stream, the response, and cancel, each on `…/{owner}/{alias}/requests/{id}`."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
+from fastapi.sse import EventSourceResponse, format_sse_event
+from starlette.concurrency import run_in_threadpool
+
+from retouch.api import submit_options
+from retouch.api.dependencies import (
+    Caller,
+    authenticate_with,
+    base_url,
+    find_job,
+    query_flag,
+    send,
+    store_read,
+)
+from retouch.api.errors import ApiError
+from retouch.api.fal import bodies
+from retouch.api.fal.inputs import fal_fields
+from retouch.api.operations import cancel_job, idempotency_for, job_and_logs, submit_job
+from retouch.api.state import AppState
+from retouch.api.stream import follow_job
+from retouch.contract.errors import NOT_FOUND, UNKNOWN_MODEL
+from retouch.contract.states import FINISHED_STATES, JobState
+from retouch.log_context import bind_request_id
+from retouch.served_endpoints import Endpoint
+
+router = APIRouter(prefix=bodies.PREFIX, include_in_schema=False)
+# fal's clients send `Authorization: Key …`; ours send Bearer.
+SCHEMES = ("Key", "Bearer")
+
+
+async def authenticate_fal(request: Request) -> Caller:
+    return await authenticate_with(request, SCHEMES)
+
+
+FalCaller = Annotated[Caller, Depends(authenticate_fal)]
+
+
+def fal_endpoint(state: AppState, app_id: str) -> Endpoint:
+    """The served endpoint an app id names: by its fal id, else by its own id."""
+    for endpoint in state.endpoints.values():
+        if endpoint.fal_id == app_id:
+            return endpoint
+    if app_id in state.endpoints:
+        return state.endpoints[app_id]
+    known = ", ".join(endpoint.fal_id for endpoint in state.endpoints.values())
+    raise ApiError(404, UNKNOWN_MODEL, f"unknown app {app_id!r}; this server serves: {known}")
+
+
+@router.post("/{app_id:path}")
+async def fal_submit(
+    request: Request,
+    caller: FalCaller,
+    app_id: str,
+    fal_webhook: Annotated[str | None, Query()] = None,
+) -> Response:
+    state = caller.state
+    endpoint = fal_endpoint(state, app_id)
+    key = submit_options.idempotency_key(request.headers.get("idempotency-key"))
+    hook = submit_options.webhook_url(fal_webhook, state.settings.fetch_allow, "fal_webhook")
+    fields, sync_mode = await run_in_threadpool(fal_fields, await request.body())
+    surface = bodies.SYNC_SURFACE if sync_mode else bodies.SURFACE
+    idempotency = await run_in_threadpool(
+        idempotency_for, state, key, endpoint.id, fields, hook, surface
+    )
+    base = base_url(request, state)
+    job = await submit_job(
+        state,
+        owner=caller.key_id,
+        endpoint=endpoint.id,
+        fields=fields,
+        webhook=hook,
+        base=base,
+        idempotency=idempotency,
+        surface=surface,
+    )
+    if job.queue_position is None and job.state is JobState.QUEUED:
+        job = await store_read(state, functools.partial(find_job, state, job.id, caller.key_id))
+    return send(bodies.submitted(state, base, job))
+
+
+RequestPath = "/{owner}/{alias}/requests/{request_id}"
+
+
+@router.get(RequestPath + "/status")
+async def fal_status(request: Request, caller: FalCaller, request_id: str) -> Response:
+    """202 while queued or running, 200 once completed (fal's codes)."""
+    state = caller.state
+    logs = query_flag(request, "logs")
+    read = functools.partial(job_and_logs, state, request_id, caller.key_id, logs)
+    job, lines = await store_read(state, read)
+    bind_request_id(job.id)
+    body = bodies.status(state, base_url(request, state), job, lines)
+    return send(body, status_code=200 if job.state in FINISHED_STATES else 202)
+
+
+@router.get(RequestPath + "/status/stream")
+async def fal_status_stream(
+    request: Request, caller: FalCaller, request_id: str
+) -> EventSourceResponse:
+    """A status event (fal's status body as `data`) at each change, the last COMPLETED."""
+    state = caller.state
+    logs = query_flag(request, "logs")
+    job = await store_read(state, functools.partial(find_job, state, request_id, caller.key_id))
+    bind_request_id(job.id)
+    base = base_url(request, state)
+
+    async def events() -> AsyncIterator[bytes]:
+        sent = None
+        # Nothing more to read once ended: the last status is the event.
+        ended = follow_job(state, job.id, caller.key_id, lambda job: job, logs=logs)
+        async for snapshot in ended:
+            if isinstance(snapshot, str):
+                yield format_sse_event(comment=snapshot)
+                continue
+            body = bodies.status(state, base, snapshot.job, snapshot.lines)
+            if body != sent:
+                yield format_sse_event(data_str=body.to_json().decode())
+                sent = body
+
+    return EventSourceResponse(
+        events(),
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+@router.get(RequestPath)
+@router.get(RequestPath + "/response")
+async def fal_response(request: Request, caller: FalCaller, request_id: str) -> Response:
+    """The model's output once completed; a failed job's error (422 for its input, 500 for
+    the server's part) or a cancelled one's, as fal answers them."""
+    state = caller.state
+    base = base_url(request, state)
+
+    def read() -> Response:
+        job = find_job(state, request_id, caller.key_id)
+        bind_request_id(job.id)
+        failed = bodies.failure(job)
+        if failed is not None:
+            message, error_type = failed
+            status_code = 500 if error_type in bodies.SERVER_FAILURES else 422
+            if job.state is JobState.CANCELLED:
+                status_code = 400
+            return Response(
+                bodies.FalError(detail=message, error_type=error_type).to_json(),
+                status_code=status_code,
+                media_type="application/json",
+            )
+        if job.state is not JobState.SUCCEEDED:
+            raise ApiError(
+                400,
+                NOT_FOUND,
+                "the request is still in progress: poll its status_url until COMPLETED",
+            )
+        sync_mode = job.surface == bodies.SYNC_SURFACE
+        return send(bodies.output(state, base, job, data_uris=sync_mode))
+
+    return await run_in_threadpool(read)
+
+
+@router.put(RequestPath + "/cancel")
+async def fal_cancel(caller: FalCaller, request_id: str) -> Response:
+    """202 CANCELLATION_REQUESTED for a job cancelled (now or before); 400 for one that has
+    ended, or has started and cannot be stopped (RETOUCH_CANCEL_RUNNING is off); 404."""
+    state = caller.state
+    try:
+        job, _ = await cancel_job(state, request_id, caller.key_id)
+    except ApiError as error:
+        if error.status != 404:
+            raise
+        return send(bodies.CancelAnswer(status="NOT_FOUND", detail=error.message), 404)
+    if job.state is JobState.CANCELLED:
+        return send(bodies.CancelAnswer(status="CANCELLATION_REQUESTED"), 202)
+    if job.state in FINISHED_STATES:
+        return send(
+            bodies.CancelAnswer(status="ALREADY_COMPLETED", detail="the request has ended"), 400
+        )
+    return send(
+        bodies.CancelAnswer(
+            status="IN_PROGRESS",
+            detail="the request has started, and this server lets started requests finish "
+            "(the operator's RETOUCH_CANCEL_RUNNING)",
+        ),
+        400,
+    )

@@ -1,0 +1,33 @@
+"""Errors in Replicate's form: RFC 7807 problem details, `{"title", "detail", "status"}`, and
+for a 422 Replicate's `invalid_fields` (`{type, field, description}`) beside them. The status
+and headers are the contract's."""
+
+from __future__ import annotations
+
+import json
+from http import HTTPStatus
+from typing import Any
+
+from fastapi.responses import Response
+
+from retouch.api.errors import ApiError, field_path
+
+
+def replicate_error(error: ApiError) -> Response:
+    body: dict[str, Any] = {
+        "title": HTTPStatus(error.status).phrase,
+        "detail": error.message,
+        "status": error.status,
+    }
+    if error.status == 422:
+        body["title"] = "Input validation failed"
+        body["invalid_fields"] = [
+            {"type": p["type"], "field": field_path(tuple(p["loc"])), "description": p["msg"]}
+            for p in error.problems
+        ]
+    return Response(
+        json.dumps(body),
+        status_code=error.status,
+        headers=error.headers,
+        media_type="application/problem+json",
+    )
