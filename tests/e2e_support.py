@@ -6,6 +6,7 @@ import io
 import json
 import os
 import signal
+import ssl
 import socket
 import subprocess
 import sys
@@ -158,9 +159,36 @@ def start_image_server() -> ImageServer:
     return ImageServer(server)
 
 
+@dataclass(frozen=True)
+class TlsFiles:
+    """A certificate for 127.0.0.1 from a throwaway CA (trustme), as PEM files."""
+
+    cert: Path
+    key: Path
+    ca: Path
+
+    @classmethod
+    def issue(cls, folder: Path) -> TlsFiles:
+        import trustme  # only the TLS tests need it
+
+        folder.mkdir(parents=True, exist_ok=True)
+        ca = trustme.CA()
+        issued = ca.issue_cert("127.0.0.1")
+        files = cls(folder / "cert.pem", folder / "key.pem", folder / "ca.pem")
+        issued.cert_chain_pems[0].write_to_path(str(files.cert))
+        issued.private_key_pem.write_to_path(str(files.key))
+        ca.cert_pem.write_to_path(str(files.ca))
+        return files
+
+    def trusting(self) -> ssl.SSLContext:
+        """A client's context that trusts this CA only."""
+        return ssl.create_default_context(cafile=str(self.ca))
+
+
 @dataclass
 class RetouchProcess:
-    """`retouch serve` (or `retouch worker`) on a data dir, started as a real process."""
+    """`retouch serve` (or `retouch worker`) on a data dir, started as a real process; over
+    HTTPS when given `tls`."""
 
     data_dir: Path
     env: dict[str, str]
@@ -168,10 +196,11 @@ class RetouchProcess:
     process: subprocess.Popen[str] | None = None
     key: str | None = None
     log_path: Path | None = None
+    tls: TlsFiles | None = None
 
     @property
     def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def _spawn(self, args: list[str], name: str) -> subprocess.Popen[str]:
         self.log_path = self.data_dir.parent / f"{self.data_dir.name}-{name}.log"
@@ -185,13 +214,18 @@ class RetouchProcess:
         )
 
     def serve(self, *extra: str) -> RetouchProcess:
-        self.process = self._spawn(["serve", "--port", str(self.port), *extra], "serve")
+        tls: list[str] = []
+        verify: ssl.SSLContext | bool = True
+        if self.tls is not None:
+            tls = ["--ssl-certfile", str(self.tls.cert), "--ssl-keyfile", str(self.tls.key)]
+            verify = self.tls.trusting()
+        self.process = self._spawn(["serve", "--port", str(self.port), *tls, *extra], "serve")
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"serve exited: {self.log_text()}")
             try:
-                httpx.get(f"{self.base}/docs", timeout=1)
+                httpx.get(f"{self.base}/docs", timeout=1, verify=verify)
                 break
             except httpx.TransportError:
                 time.sleep(0.05)

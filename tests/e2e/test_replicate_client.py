@@ -1,0 +1,124 @@
+"""Replicate's own Python client (`replicate` from PyPI, unmodified) against a live `retouch
+serve`: only its base URL is changed. run, predictions.create + wait, cancel, list, a 422,
+and a webhook whose signature `replicate.webhooks.validate` accepts."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+import replicate
+from PIL import Image
+from replicate.exceptions import ReplicateError
+
+from client_support import occupy_worker
+from e2e_support import Api, ImageServer, RetouchProcess
+from webhook_receiver import webhook_receiver
+
+MODEL = "google/nano-banana-2"
+
+
+@pytest.fixture(scope="module")
+def client(server: RetouchProcess) -> replicate.Client:
+    assert server.key is not None
+    return replicate.Client(api_token=server.key, base_url=f"{server.base}/replicate")
+
+
+def edit(image_server: ImageServer, **extra: Any) -> dict[str, Any]:
+    return {
+        "prompt": "make it blue",
+        "image_input": [image_server.url("/square.png")],
+        "resolution": "0.5K",
+        **extra,
+    }
+
+
+def test_run_waits_and_returns_the_image(
+    client: replicate.Client, image_server: ImageServer
+) -> None:
+    output = client.run(MODEL, input=edit(image_server, output_format="jpg"), use_file_output=False)
+    assert isinstance(output, str) and output.split("?")[0].endswith(".jpg"), output
+    image = Image.open(io.BytesIO(httpx.get(output, timeout=30).raise_for_status().content))
+    assert image.format == "JPEG" and image.size == (512, 512)
+
+
+def test_create_then_wait_shows_the_prediction(
+    client: replicate.Client, image_server: ImageServer, server: RetouchProcess
+) -> None:
+    prediction = client.models.predictions.create(MODEL, input=edit(image_server, num_images=2))
+    assert prediction.status == "starting" and prediction.model == MODEL
+    assert prediction.input is not None and prediction.input["image_input"] == [
+        image_server.url("/square.png")
+    ]
+    assert prediction.input["aspect_ratio"] == "match_input_image"
+    prediction.wait()
+    assert prediction.status == "succeeded", prediction.error
+    assert isinstance(prediction.output, list) and len(prediction.output) == 2
+    assert prediction.metrics is not None and prediction.metrics["predict_time"] > 0
+    assert prediction.logs and "generating 2 image(s)" in prediction.logs
+    assert prediction.completed_at is not None and prediction.urls is not None
+    # The same job through the contract's own surface.
+    result = Api(server.base, server.key).result(prediction.id).json()
+    assert result["status"] == "succeeded" and len(result["output"]["images"]) == 2
+    listed = client.predictions.list()
+    assert prediction.id in [item.id for item in listed.results]
+
+
+def test_cancel_a_queued_prediction(
+    client: replicate.Client, image_server: ImageServer, api: Api
+) -> None:
+    occupy_worker(api, image_server, seconds=4)
+    prediction = client.models.predictions.create(MODEL, input=edit(image_server))
+    prediction.cancel()
+    assert prediction.status == "canceled"
+    assert client.predictions.get(prediction.id).status == "canceled"
+
+
+def test_bad_input_is_a_422_naming_replicates_fields(client: replicate.Client) -> None:
+    with pytest.raises(ReplicateError) as raised:
+        client.models.predictions.create(
+            MODEL, input={"prompt": " ", "image_input": ["ftp://nowhere"], "aspect_ratio": "8:1"}
+        )
+    error = raised.value
+    assert error.status == 422 and error.title == "Input validation failed"
+    assert error.detail is not None
+    for field in ("input.prompt", "input.image_input[0]", "input.aspect_ratio"):
+        assert field in error.detail
+
+
+def test_unknown_model_is_a_404(client: replicate.Client) -> None:
+    with pytest.raises(ReplicateError) as raised:
+        client.models.predictions.create("acme/nothing", input={})
+    assert raised.value.status == 404 and "google/nano-banana-2" in str(raised.value.detail)
+
+
+@pytest.fixture
+def secret(client: replicate.Client) -> Iterator[str]:
+    yield client.webhooks.default.secret().key
+
+
+def test_webhook_is_the_prediction_and_validates(
+    client: replicate.Client, image_server: ImageServer, secret: str
+) -> None:
+    with webhook_receiver(secret) as receiver:
+        prediction = client.models.predictions.create(
+            MODEL,
+            input=edit(image_server),
+            webhook=receiver.url,
+            webhook_events_filter=["completed"],
+        )
+        receiver.wait_for(lambda received: len(received) == 1, timeout=60)
+    delivery = receiver.received[0]
+    body = json.loads(delivery.body)
+    assert body["id"] == prediction.id and body["status"] == "succeeded"
+    assert isinstance(body["output"], str) and body["input"]["prompt"] == "make it blue"
+    replicate.webhooks.validate(
+        headers=delivery.headers,
+        body=delivery.body.decode(),
+        secret=replicate.webhook.WebhookSigningSecret(key=secret),
+    )
+
