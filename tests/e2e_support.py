@@ -6,8 +6,8 @@ import io
 import json
 import os
 import signal
-import ssl
 import socket
+import ssl
 import subprocess
 import sys
 import threading

@@ -62,6 +62,8 @@ def main() -> None:
         "enqueued": enqueued,
     }
 
+    out["run"] = fal_client.run(app, edit)  # FAL_RUN_HOST: the synchronous route
+
     try:
         fal_client.submit(app, {"prompt": " ", "image_urls": [image], "aspect_ratio": "8:1"})
     except fal_client.FalClientHTTPError as error:

@@ -1,8 +1,8 @@
 """fal's own Python client (`fal-client` from PyPI, unmodified) against a live `retouch serve`
 over HTTPS, pointed at it only by FAL_QUEUE_RUN_HOST (the client speaks https only, so the
 server has a certificate from a throwaway CA that the client trusts through SSL_CERT_FILE).
-submit + status + result, subscribe with logs (and sync_mode), cancel, and a 422; the calls
-themselves are in fal_client_calls.py."""
+submit + status + result, subscribe with logs (and sync_mode), run (FAL_RUN_HOST), cancel,
+and a 422; the calls themselves are in fal_client_calls.py."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ def answers(fal_server: RetouchProcess, image_server: ImageServer) -> dict[str, 
         **{name: value for name, value in os.environ.items() if not name.startswith("FAL_")},
         "FAL_KEY": fal_server.key,
         "FAL_QUEUE_RUN_HOST": f"{host}/fal",
-        "FAL_RUN_HOST": f"{host}/fal",
+        "FAL_RUN_HOST": f"{host}/fal-run",
         "SSL_CERT_FILE": str(fal_server.tls.ca),
     }
     http = httpx.Client(verify=fal_server.tls.trusting(), timeout=30)
@@ -91,12 +91,17 @@ def test_subscribe_with_logs_and_sync_mode(answers: dict[str, Any]) -> None:
     assert all(image["url"].startswith("data:image/png;base64,") for image in images)
 
 
+def test_run_answers_the_output(answers: dict[str, Any]) -> None:
+    (image,) = answers["run"]["images"]
+    assert image["url"].startswith("https://127.0.0.1:") and image["file_size"] > 0
+
+
 def test_cancel_in_the_queue(answers: dict[str, Any]) -> None:
     cancelled = answers["cancelled"]
     assert cancelled["type"] == "Completed" and cancelled["error_type"] == "request_cancelled"
 
 
-def test_invalid_input_is_falls_422(answers: dict[str, Any]) -> None:
+def test_invalid_input_is_a_422_in_fals_form(answers: dict[str, Any]) -> None:
     invalid = answers["invalid"]
     assert invalid["status"] == 422
     locations = [problem["loc"] for problem in invalid["body"]["detail"]]

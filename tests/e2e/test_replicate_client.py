@@ -13,7 +13,9 @@ import httpx
 import pytest
 import replicate
 from PIL import Image
+from replicate.client import Client
 from replicate.exceptions import ReplicateError
+from replicate.webhook import WebhookSigningSecret
 
 from client_support import occupy_worker
 from e2e_support import Api, ImageServer, RetouchProcess
@@ -23,9 +25,9 @@ MODEL = "google/nano-banana-2"
 
 
 @pytest.fixture(scope="module")
-def client(server: RetouchProcess) -> replicate.Client:
+def client(server: RetouchProcess) -> Client:
     assert server.key is not None
-    return replicate.Client(api_token=server.key, base_url=f"{server.base}/replicate")
+    return Client(api_token=server.key, base_url=f"{server.base}/replicate")
 
 
 def edit(image_server: ImageServer, **extra: Any) -> dict[str, Any]:
@@ -37,9 +39,7 @@ def edit(image_server: ImageServer, **extra: Any) -> dict[str, Any]:
     }
 
 
-def test_run_waits_and_returns_the_image(
-    client: replicate.Client, image_server: ImageServer
-) -> None:
+def test_run_waits_and_returns_the_image(client: Client, image_server: ImageServer) -> None:
     output = client.run(MODEL, input=edit(image_server, output_format="jpg"), use_file_output=False)
     assert isinstance(output, str) and output.split("?")[0].endswith(".jpg"), output
     image = Image.open(io.BytesIO(httpx.get(output, timeout=30).raise_for_status().content))
@@ -47,10 +47,10 @@ def test_run_waits_and_returns_the_image(
 
 
 def test_create_then_wait_shows_the_prediction(
-    client: replicate.Client, image_server: ImageServer, server: RetouchProcess
+    client: Client, image_server: ImageServer, server: RetouchProcess
 ) -> None:
     prediction = client.models.predictions.create(MODEL, input=edit(image_server, num_images=2))
-    assert prediction.status == "starting" and prediction.model == MODEL
+    assert str(prediction.status) == "starting" and prediction.model == MODEL
     assert prediction.input is not None and prediction.input["image_input"] == [
         image_server.url("/square.png")
     ]
@@ -62,15 +62,13 @@ def test_create_then_wait_shows_the_prediction(
     assert prediction.logs and "generating 2 image(s)" in prediction.logs
     assert prediction.completed_at is not None and prediction.urls is not None
     # The same job through the contract's own surface.
-    result = Api(server.base, server.key).result(prediction.id).json()
+    result = server.api().result(prediction.id).json()
     assert result["status"] == "succeeded" and len(result["output"]["images"]) == 2
     listed = client.predictions.list()
     assert prediction.id in [item.id for item in listed.results]
 
 
-def test_cancel_a_queued_prediction(
-    client: replicate.Client, image_server: ImageServer, api: Api
-) -> None:
+def test_cancel_a_queued_prediction(client: Client, image_server: ImageServer, api: Api) -> None:
     occupy_worker(api, image_server, seconds=4)
     prediction = client.models.predictions.create(MODEL, input=edit(image_server))
     prediction.cancel()
@@ -78,7 +76,7 @@ def test_cancel_a_queued_prediction(
     assert client.predictions.get(prediction.id).status == "canceled"
 
 
-def test_bad_input_is_a_422_naming_replicates_fields(client: replicate.Client) -> None:
+def test_bad_input_is_a_422_naming_replicates_fields(client: Client) -> None:
     with pytest.raises(ReplicateError) as raised:
         client.models.predictions.create(
             MODEL, input={"prompt": " ", "image_input": ["ftp://nowhere"], "aspect_ratio": "8:1"}
@@ -90,19 +88,19 @@ def test_bad_input_is_a_422_naming_replicates_fields(client: replicate.Client) -
         assert field in error.detail
 
 
-def test_unknown_model_is_a_404(client: replicate.Client) -> None:
+def test_unknown_model_is_a_404(client: Client) -> None:
     with pytest.raises(ReplicateError) as raised:
         client.models.predictions.create("acme/nothing", input={})
     assert raised.value.status == 404 and "google/nano-banana-2" in str(raised.value.detail)
 
 
 @pytest.fixture
-def secret(client: replicate.Client) -> Iterator[str]:
+def secret(client: Client) -> Iterator[str]:
     yield client.webhooks.default.secret().key
 
 
 def test_webhook_is_the_prediction_and_validates(
-    client: replicate.Client, image_server: ImageServer, secret: str
+    client: Client, image_server: ImageServer, secret: str
 ) -> None:
     with webhook_receiver(secret) as receiver:
         prediction = client.models.predictions.create(
@@ -119,6 +117,5 @@ def test_webhook_is_the_prediction_and_validates(
     replicate.webhooks.validate(
         headers=delivery.headers,
         body=delivery.body.decode(),
-        secret=replicate.webhook.WebhookSigningSecret(key=secret),
+        secret=WebhookSigningSecret(key=secret),
     )
-

@@ -29,7 +29,9 @@ def https_server(
     processes = request.param
     server = RetouchProcess(data_dir, server_env(), tls=TlsFiles.issue(folder / "tls"))
     try:
-        server.serve("--api-processes", str(processes), *([] if processes == 1 else ["--no-worker"]))
+        server.serve(
+            "--api-processes", str(processes), *([] if processes == 1 else ["--no-worker"])
+        )
         server.read_first_key()
         yield server
     finally:

@@ -12,15 +12,17 @@ from retouch.api.errors import ErrorForms
 from retouch.api.fal import bodies as fal_bodies
 from retouch.api.fal.errors import fal_error
 from retouch.api.fal.routes import router as fal_router
+from retouch.api.fal.routes import run_router as fal_run_router
 from retouch.api.replicate import bodies as replicate_bodies
 from retouch.api.replicate.errors import replicate_error
 from retouch.api.replicate.routes import router as replicate_router
 from retouch.api.state import AppState
 from retouch.jobs.models import Job
 
-ROUTERS: tuple[APIRouter, ...] = (fal_router, replicate_router)
+ROUTERS: tuple[APIRouter, ...] = (fal_router, fal_run_router, replicate_router)
 ERROR_FORMS: ErrorForms = {
     f"{fal_bodies.PREFIX}/": fal_error,
+    f"{fal_bodies.RUN_PREFIX}/": fal_error,
     f"{replicate_bodies.PREFIX}/": replicate_error,
 }
 

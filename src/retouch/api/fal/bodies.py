@@ -17,6 +17,7 @@ from retouch.responses import stored_result
 
 FalStatusName = Literal["IN_QUEUE", "IN_PROGRESS", "COMPLETED"]
 PREFIX = "/fal"
+RUN_PREFIX = "/fal-run"
 # A surface value of jobs.surface: fal's, and fal's with sync_mode (data: URIs out).
 SURFACE = "fal"
 SYNC_SURFACE = "fal+sync"

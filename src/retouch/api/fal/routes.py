@@ -27,13 +27,18 @@ from retouch.api.fal import bodies
 from retouch.api.fal.inputs import fal_fields
 from retouch.api.operations import cancel_job, idempotency_for, job_and_logs, submit_job
 from retouch.api.state import AppState
-from retouch.api.stream import follow_job
-from retouch.contract.errors import NOT_FOUND, UNKNOWN_MODEL
+from retouch.api.stream import follow_job, wait_for_end
+from retouch.contract.errors import GATEWAY_TIMEOUT, NOT_FINISHED, UNKNOWN_MODEL
 from retouch.contract.states import FINISHED_STATES, JobState
+from retouch.jobs.models import Job
 from retouch.log_context import bind_request_id
 from retouch.served_endpoints import Endpoint
 
 router = APIRouter(prefix=bodies.PREFIX, include_in_schema=False)
+# fal's synchronous runs (`fal.run`) have a host of their own: a prefix of their own here.
+run_router = APIRouter(prefix=bodies.RUN_PREFIX, include_in_schema=False)
+# How long a synchronous run holds its answer.
+RUN_WAIT_SECONDS = 300
 # fal's clients send `Authorization: Key …`; ours send Bearer.
 SCHEMES = ("Key", "Bearer")
 
@@ -56,13 +61,10 @@ def fal_endpoint(state: AppState, app_id: str) -> Endpoint:
     raise ApiError(404, UNKNOWN_MODEL, f"unknown app {app_id!r}; this server serves: {known}")
 
 
-@router.post("/{app_id:path}")
-async def fal_submit(
-    request: Request,
-    caller: FalCaller,
-    app_id: str,
-    fal_webhook: Annotated[str | None, Query()] = None,
-) -> Response:
+async def _submit(
+    request: Request, caller: Caller, app_id: str, fal_webhook: str | None
+) -> tuple[Job, str]:
+    """The job a submit (queued or run) made, and the base of its URLs."""
     state = caller.state
     endpoint = fal_endpoint(state, app_id)
     key = submit_options.idempotency_key(request.headers.get("idempotency-key"))
@@ -83,9 +85,41 @@ async def fal_submit(
         idempotency=idempotency,
         surface=surface,
     )
+    return job, base
+
+
+FalWebhookUrl = Annotated[str | None, Query()]
+
+
+@router.post("/{app_id:path}")
+async def fal_submit(
+    request: Request, caller: FalCaller, app_id: str, fal_webhook: FalWebhookUrl = None
+) -> Response:
+    state = caller.state
+    job, base = await _submit(request, caller, app_id, fal_webhook)
     if job.queue_position is None and job.state is JobState.QUEUED:
         job = await store_read(state, functools.partial(find_job, state, job.id, caller.key_id))
     return send(bodies.submitted(state, base, job))
+
+
+@run_router.post("/{app_id:path}")
+async def fal_run(
+    request: Request, caller: FalCaller, app_id: str, fal_webhook: FalWebhookUrl = None
+) -> Response:
+    """fal's synchronous run (`fal.run`, FAL_RUN_HOST): the model's output once the job ends,
+    as the queue's response answers it; 504 naming the request if it runs longer than
+    RUN_WAIT_SECONDS (it goes on: follow it on the queue's routes)."""
+    state = caller.state
+    job, base = await _submit(request, caller, app_id, fal_webhook)
+    if await wait_for_end(state, job.id, caller.key_id, RUN_WAIT_SECONDS) is None:
+        root = bodies.request_root(state, base, job)
+        raise ApiError(
+            504,
+            GATEWAY_TIMEOUT,
+            f"request {job.id} did not finish within {RUN_WAIT_SECONDS} s; it goes on: "
+            f"follow it at {root}/status",
+        )
+    return await run_in_threadpool(_response, state, base, job.id, caller.key_id)
 
 
 RequestPath = "/{owner}/{alias}/requests/{request_id}"
@@ -133,38 +167,36 @@ async def fal_status_stream(
     )
 
 
+def _response(state: AppState, base: str, request_id: str, owner: str) -> Response:
+    """A request's response as fal answers it. Blocking (a store read; sync_mode's images
+    are read from storage)."""
+    job = find_job(state, request_id, owner)
+    bind_request_id(job.id)
+    failed = bodies.failure(job)
+    if failed is not None:
+        message, error_type = failed
+        status_code = 500 if error_type in bodies.SERVER_FAILURES else 422
+        if job.state is JobState.CANCELLED:
+            status_code = 400
+        return send(bodies.FalError(detail=message, error_type=error_type), status_code)
+    if job.state is not JobState.SUCCEEDED:
+        raise ApiError(
+            400,
+            NOT_FINISHED,
+            "the request is still in progress: poll its status_url until COMPLETED",
+        )
+    sync_mode = job.surface == bodies.SYNC_SURFACE
+    return send(bodies.output(state, base, job, data_uris=sync_mode))
+
+
 @router.get(RequestPath)
 @router.get(RequestPath + "/response")
 async def fal_response(request: Request, caller: FalCaller, request_id: str) -> Response:
     """The model's output once completed; a failed job's error (422 for its input, 500 for
-    the server's part) or a cancelled one's, as fal answers them."""
+    the server's part) or a cancelled one's (400), as fal answers them."""
     state = caller.state
     base = base_url(request, state)
-
-    def read() -> Response:
-        job = find_job(state, request_id, caller.key_id)
-        bind_request_id(job.id)
-        failed = bodies.failure(job)
-        if failed is not None:
-            message, error_type = failed
-            status_code = 500 if error_type in bodies.SERVER_FAILURES else 422
-            if job.state is JobState.CANCELLED:
-                status_code = 400
-            return Response(
-                bodies.FalError(detail=message, error_type=error_type).to_json(),
-                status_code=status_code,
-                media_type="application/json",
-            )
-        if job.state is not JobState.SUCCEEDED:
-            raise ApiError(
-                400,
-                NOT_FOUND,
-                "the request is still in progress: poll its status_url until COMPLETED",
-            )
-        sync_mode = job.surface == bodies.SYNC_SURFACE
-        return send(bodies.output(state, base, job, data_uris=sync_mode))
-
-    return await run_in_threadpool(read)
+    return await run_in_threadpool(_response, state, base, request_id, caller.key_id)
 
 
 @router.put(RequestPath + "/cancel")

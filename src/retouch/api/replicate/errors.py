@@ -19,12 +19,14 @@ def replicate_error(error: ApiError) -> Response:
         "detail": error.message,
         "status": error.status,
     }
-    if error.status == 422:
-        body["title"] = "Input validation failed"
-        body["invalid_fields"] = [
+    if error.status == 422 and error.problems:
+        invalid = [
             {"type": p["type"], "field": field_path(tuple(p["loc"])), "description": p["msg"]}
             for p in error.problems
         ]
+        body["title"] = "Input validation failed"
+        body["detail"] = "; ".join(f"{i['field']}: {i['description']}" for i in invalid)
+        body["invalid_fields"] = invalid
     return Response(
         json.dumps(body),
         status_code=error.status,

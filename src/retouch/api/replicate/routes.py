@@ -104,7 +104,7 @@ def _request_fields(body: bytes) -> tuple[dict[str, Any], str | None]:
     try:
         fields = contract_fields(raw.get("input", {}))
     except ApiError as error:
-        if not problems:
+        if not error.problems:
             raise
         nested = [{**p, "loc": ("input", *p["loc"])} for p in error.problems]
         raise invalid_input([*problems, *nested]) from None
