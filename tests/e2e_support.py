@@ -399,3 +399,44 @@ class Api:
         response = self.http.get(url, timeout=30)
         assert response.status_code == 200, response.text
         return response, Image.open(io.BytesIO(response.content))
+
+
+NODE_TESTS = Path(__file__).with_name("node")
+
+
+def run_node_test(script: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`node --test tests/node/<script>` with the npm clients of tests/node/package-lock.json
+    installed first (`npm ci`, once: one test process installs while the others wait on its
+    lock). Skipped without Node.js and npm, and a failure under CI."""
+    import fcntl
+    import shutil
+
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        import pytest
+
+        if os.environ.get("CI"):
+            pytest.fail("node and npm are needed for the npm clients' tests")
+        pytest.skip("node and npm are not installed: the npm clients' tests need them")
+    with open(NODE_TESTS / ".install.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        installed = NODE_TESTS / "node_modules" / ".package-lock.json"
+        if (
+            not installed.exists()
+            or installed.stat().st_mtime < (NODE_TESTS / "package-lock.json").stat().st_mtime
+        ):
+            subprocess.run(
+                [npm, "ci", "--no-audit", "--no-fund"],
+                cwd=NODE_TESTS,
+                check=True,
+                capture_output=True,
+                timeout=300,
+            )
+    return subprocess.run(
+        [node, "--test", script],
+        cwd=NODE_TESTS,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )

@@ -18,7 +18,15 @@ import httpx
 import pytest
 
 from client_support import occupy_worker
-from e2e_support import Api, ImageServer, RetouchProcess, TlsFiles, seed_data_dir, server_env
+from e2e_support import (
+    Api,
+    ImageServer,
+    RetouchProcess,
+    TlsFiles,
+    run_node_test,
+    seed_data_dir,
+    server_env,
+)
 
 pytestmark = pytest.mark.sqlite_only
 APP = "fal-ai/nano-banana-2/edit"
@@ -106,3 +114,18 @@ def test_invalid_input_is_a_422_in_fals_form(answers: dict[str, Any]) -> None:
     assert invalid["status"] == 422
     locations = [problem["loc"] for problem in invalid["body"]["detail"]]
     assert ["body", "prompt"] in locations and ["body", "aspect_ratio"] in locations
+
+
+def test_the_npm_client(fal_server: RetouchProcess, image_server: ImageServer) -> None:
+    """@fal-ai/client: subscribe with logs, and a 422 (tests/node/fal.test.js)."""
+    assert fal_server.tls is not None and fal_server.key is not None
+    done = run_node_test(
+        "fal.test.js",
+        {
+            "RETOUCH_BASE": fal_server.base,
+            "RETOUCH_KEY": fal_server.key,
+            "IMAGE_URL": image_server.url("/square.png"),
+            "NODE_EXTRA_CA_CERTS": str(fal_server.tls.ca),
+        },
+    )
+    assert done.returncode == 0, done.stdout + done.stderr

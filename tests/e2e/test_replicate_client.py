@@ -18,7 +18,7 @@ from replicate.exceptions import ReplicateError
 from replicate.webhook import WebhookSigningSecret
 
 from client_support import occupy_worker
-from e2e_support import Api, ImageServer, RetouchProcess
+from e2e_support import Api, ImageServer, RetouchProcess, run_node_test
 from webhook_receiver import webhook_receiver
 
 MODEL = "google/nano-banana-2"
@@ -119,3 +119,18 @@ def test_webhook_is_the_prediction_and_validates(
         body=delivery.body.decode(),
         secret=WebhookSigningSecret(key=secret),
     )
+
+
+@pytest.mark.sqlite_only
+def test_the_npm_client(server: RetouchProcess, image_server: ImageServer) -> None:
+    """replicate (npm): run, and create + wait + get (tests/node/replicate.test.js)."""
+    assert server.key is not None
+    done = run_node_test(
+        "replicate.test.js",
+        {
+            "RETOUCH_BASE": server.base,
+            "RETOUCH_KEY": server.key,
+            "IMAGE_URL": image_server.url("/square.png"),
+        },
+    )
+    assert done.returncode == 0, done.stdout + done.stderr

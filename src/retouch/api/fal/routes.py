@@ -28,6 +28,7 @@ from retouch.api.fal.inputs import fal_fields
 from retouch.api.operations import cancel_job, idempotency_for, job_and_logs, submit_job
 from retouch.api.state import AppState
 from retouch.api.stream import follow_job, wait_for_end
+from retouch.contract.bodies import Body
 from retouch.contract.errors import GATEWAY_TIMEOUT, NOT_FINISHED, UNKNOWN_MODEL
 from retouch.contract.states import FINISHED_STATES, JobState
 from retouch.jobs.models import Job
@@ -48,6 +49,14 @@ async def authenticate_fal(request: Request) -> Caller:
 
 
 FalCaller = Annotated[Caller, Depends(authenticate_fal)]
+
+
+# fal's servers name the request of every answer about one; fal's npm client reads it.
+REQUEST_ID_HEADER = "x-fal-request-id"
+
+
+def answer(body: Body, request_id: str, status_code: int = 200) -> Response:
+    return send(body, status_code, headers={REQUEST_ID_HEADER: request_id})
 
 
 def fal_endpoint(state: AppState, app_id: str) -> Endpoint:
@@ -99,7 +108,7 @@ async def fal_submit(
     job, base = await _submit(request, caller, app_id, fal_webhook)
     if job.queue_position is None and job.state is JobState.QUEUED:
         job = await store_read(state, functools.partial(find_job, state, job.id, caller.key_id))
-    return send(bodies.submitted(state, base, job))
+    return answer(bodies.submitted(state, base, job), job.id)
 
 
 @run_router.post("/{app_id:path}")
@@ -134,7 +143,7 @@ async def fal_status(request: Request, caller: FalCaller, request_id: str) -> Re
     job, lines = await store_read(state, read)
     bind_request_id(job.id)
     body = bodies.status(state, base_url(request, state), job, lines)
-    return send(body, status_code=200 if job.state in FINISHED_STATES else 202)
+    return answer(body, job.id, 200 if job.state in FINISHED_STATES else 202)
 
 
 @router.get(RequestPath + "/status/stream")
@@ -163,7 +172,7 @@ async def fal_status_stream(
 
     return EventSourceResponse(
         events(),
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", REQUEST_ID_HEADER: job.id},
     )
 
 
@@ -178,7 +187,7 @@ def _response(state: AppState, base: str, request_id: str, owner: str) -> Respon
         status_code = 500 if error_type in bodies.SERVER_FAILURES else 422
         if job.state is JobState.CANCELLED:
             status_code = 400
-        return send(bodies.FalError(detail=message, error_type=error_type), status_code)
+        return answer(bodies.FalError(detail=message, error_type=error_type), job.id, status_code)
     if job.state is not JobState.SUCCEEDED:
         raise ApiError(
             400,
@@ -186,7 +195,7 @@ def _response(state: AppState, base: str, request_id: str, owner: str) -> Respon
             "the request is still in progress: poll its status_url until COMPLETED",
         )
     sync_mode = job.surface == bodies.SYNC_SURFACE
-    return send(bodies.output(state, base, job, data_uris=sync_mode))
+    return answer(bodies.output(state, base, job, data_uris=sync_mode), job.id)
 
 
 @router.get(RequestPath)
@@ -211,16 +220,16 @@ async def fal_cancel(caller: FalCaller, request_id: str) -> Response:
             raise
         return send(bodies.CancelAnswer(status="NOT_FOUND", detail=error.message), 404)
     if job.state is JobState.CANCELLED:
-        return send(bodies.CancelAnswer(status="CANCELLATION_REQUESTED"), 202)
+        return answer(bodies.CancelAnswer(status="CANCELLATION_REQUESTED"), job.id, 202)
     if job.state in FINISHED_STATES:
-        return send(
-            bodies.CancelAnswer(status="ALREADY_COMPLETED", detail="the request has ended"), 400
-        )
-    return send(
+        ended = bodies.CancelAnswer(status="ALREADY_COMPLETED", detail="the request has ended")
+        return answer(ended, job.id, 400)
+    return answer(
         bodies.CancelAnswer(
             status="IN_PROGRESS",
             detail="the request has started, and this server lets started requests finish "
             "(the operator's RETOUCH_CANCEL_RUNNING)",
         ),
+        job.id,
         400,
     )
