@@ -5,6 +5,7 @@ cancelling a queued job, an output used as an input, a phone-width layout, the k
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from PIL import Image
@@ -33,11 +34,16 @@ def make_image(path: Path, size: tuple[int, int], color: tuple[int, int, int]) -
 
 
 def output_sizes(page: Page) -> list[list[int]]:
-    """The natural sizes of the gallery's images, once every one has loaded."""
-    page.wait_for_function(
+    """The natural sizes of the gallery's images, once every one has loaded. Polled from here:
+    wait_for_function polls by evaluating its string in the page, which the page's CSP (no
+    'unsafe-eval') refuses; page.evaluate goes through the debugger protocol instead."""
+    deadline = time.monotonic() + 30
+    while not page.evaluate(
         "[...document.querySelectorAll('#gallery .output img')]"
         ".every((img) => img.complete && img.naturalWidth > 0)"
-    )
+    ):
+        assert time.monotonic() < deadline, "the gallery's images did not load within 30 s"
+        page.wait_for_timeout(100)
     sizes: list[list[int]] = page.evaluate(
         "[...document.querySelectorAll('#gallery .output img')]"
         ".map((img) => [img.naturalWidth, img.naturalHeight])"

@@ -139,7 +139,11 @@ def _check_events(events: list[Event], final: Result, logged: Result) -> None:
     assert lines, "the events carried no log line"
     assert lines == _log_lines(logged.logs)
     assert len(set(lines)) == len(lines)
-    assert final.ok and final.images == completed[0].result.images
+    # The same files: their URLs' signatures differ when the reads fall in different seconds.
+    unsigned = [
+        [url.split("?")[0] for url in result.images] for result in (final, completed[0].result)
+    ]
+    assert final.ok and unsigned[0] == unsigned[1]
 
 
 def test_submit_handle_iterates_events_with_logs(
