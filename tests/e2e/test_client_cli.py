@@ -18,6 +18,9 @@ from PIL import Image
 from client_support import SMALL, ScriptedServer, client_env, occupy_worker, retouch
 from e2e_support import Api, ImageServer, RetouchProcess, make_image
 
+# On SQLite only: the client commands speak HTTP: the server's job store plays no part.
+pytestmark = pytest.mark.sqlite_only
+
 
 @pytest.fixture
 def env(server: RetouchProcess, api: Api, tmp_path: Path) -> dict[str, str]:

@@ -9,9 +9,13 @@ import sys
 from pathlib import Path
 
 import pexpect  # type: ignore[import-untyped]  # no stubs (types-pexpect is not a dev dependency)
+import pytest
 
 from client_support import client_env, occupy_worker
 from e2e_support import Api, ImageServer, RetouchProcess, make_image
+
+# On SQLite only: the terminal output is the client's.
+pytestmark = pytest.mark.sqlite_only
 
 # Escape sequences of the redrawn display: colours, then the rest (cursor moves, erasing a
 # line, showing or hiding the cursor), which end a drawn line.

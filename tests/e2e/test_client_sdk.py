@@ -36,6 +36,9 @@ from retouch.client import (
 )
 from retouch.client import errors as sdk_errors
 
+# On SQLite only: the SDK speaks HTTP: the server's job store plays no part.
+pytestmark = pytest.mark.sqlite_only
+
 
 @pytest.fixture
 def client(server: RetouchProcess, api: Api) -> Iterator[Client]:

@@ -11,6 +11,9 @@ import pytest
 
 from e2e_support import Api, ImageServer, RetouchProcess, running_server, server_env
 
+# On SQLite only: the engines run in the worker whatever the job store.
+pytestmark = pytest.mark.sqlite_only
+
 CONFIG = """
 [[endpoints]]
 id = "google/nano-banana-2/edit"

@@ -25,6 +25,9 @@ from PIL import Image
 
 from e2e_support import Api, ImageServer
 
+# On SQLite only: a generated client speaks HTTP: the job store plays no part.
+pytestmark = pytest.mark.sqlite_only
+
 PACKAGE = "retouch_generated_client"
 ENDPOINT = "google/nano-banana-2/edit"
 GENERATOR = Path(sys.executable).parent / "openapi-python-client"

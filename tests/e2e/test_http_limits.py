@@ -15,15 +15,18 @@ import pytest
 
 from e2e_support import RetouchProcess, seed_data_dir, server_env
 
+# On SQLite only: the HTTP server's limits, before any store read.
+pytestmark = pytest.mark.sqlite_only
+
 # Generous hang guard for every read: the deadlines under test are 1 s and 2 s.
 GUARD_SECONDS = 30
 
 
 @pytest.fixture(scope="module")
 def quick_server(
-    tmp_path_factory: pytest.TempPathFactory, models_cache: Path, backend: str
+    tmp_path_factory: pytest.TempPathFactory, models_cache: Path
 ) -> Iterator[RetouchProcess]:
-    """A server with short deadlines, on each backend in turn (hence `backend`)."""
+    """A server with short deadlines."""
     data_dir = tmp_path_factory.mktemp("http-limits") / "data"
     seed_data_dir(data_dir, models_cache)
     env = server_env(RETOUCH_HEADER_TIMEOUT_SECONDS="1", RETOUCH_BODY_TIMEOUT_SECONDS="2")

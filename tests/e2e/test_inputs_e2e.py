@@ -9,6 +9,9 @@ import pytest
 
 from e2e_support import Api, ImageServer, RetouchProcess, make_image, server_env
 
+# On SQLite only: fetching inputs is the worker's, whatever the job store.
+pytestmark = pytest.mark.sqlite_only
+
 
 @pytest.mark.parametrize(
     ("path", "reason"),

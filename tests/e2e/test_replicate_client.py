@@ -21,6 +21,9 @@ from client_support import occupy_worker
 from e2e_support import Api, ImageServer, RetouchProcess, run_node_test
 from webhook_receiver import webhook_receiver
 
+# On SQLite only: Replicate's protocol is a translation above the job store.
+pytestmark = pytest.mark.sqlite_only
+
 MODEL = "google/nano-banana-2"
 
 
@@ -121,7 +124,6 @@ def test_webhook_is_the_prediction_and_validates(
     )
 
 
-@pytest.mark.sqlite_only
 def test_the_npm_client(server: RetouchProcess, image_server: ImageServer) -> None:
     """replicate (npm): run, and create + wait + get (tests/node/replicate.test.js)."""
     assert server.key is not None

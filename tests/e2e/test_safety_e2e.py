@@ -11,6 +11,9 @@ import pytest
 
 from e2e_support import Api, ImageServer, RetouchProcess, running_server
 
+# On SQLite only: moderation is the worker's, whatever the job store.
+pytestmark = pytest.mark.sqlite_only
+
 TESTS_DIR = Path(__file__).parents[1]  # where e2e_support.py is
 
 
