@@ -23,6 +23,7 @@ from retouch.api.state import AppState
 from retouch.contract.bodies import LogEntry
 from retouch.contract.errors import IDEMPOTENCY_CONFLICT, INVALID_INPUT, OVERLOADED
 from retouch.contract.inputs import INPUT_MODEL
+from retouch.contract.sizes import FIXED_RATIOS
 from retouch.jobs.models import (
     Idempotency,
     IdempotencyConflict,
@@ -79,6 +80,24 @@ def problem(field: str, message: str) -> dict[str, Any]:
     return {"loc": (field,), "msg": message, "type": "value_error"}
 
 
+# Aspect ratios Google's model offers on fal and Replicate that the contract's size table has
+# no size for: refused by name on those surfaces.
+UNMADE_RATIOS = ("4:1", "1:4", "8:1", "1:8")
+
+
+def unmade_ratio(fields: dict[str, Any], auto: str) -> dict[str, Any] | None:
+    """The problem of an aspect ratio no engine here makes (removed from `fields`, so that the
+    contract's check does not name it again); `auto`: the surface's name for `auto`."""
+    if fields.get("aspect_ratio") not in UNMADE_RATIOS:
+        return None
+    ratio = fields.pop("aspect_ratio")
+    return problem(
+        "aspect_ratio",
+        f"{ratio} is one of the model's ratios that no engine of this server can make: use "
+        f"{auto} or one of {', '.join(FIXED_RATIOS)}",
+    )
+
+
 def idempotency_for(
     state: AppState,
     key: str | None,
@@ -111,11 +130,15 @@ async def submit_job(
     fields: dict[str, Any],
     webhook: str | None,
     base: str,
-    idempotency: Idempotency | None,
+    idempotency_key: str | None,
     surface: str | None = None,
 ) -> Job:
     """Store a queued job for validated fields, within the server's and the key's limits;
     the refusals are ApiErrors (503001, 429001, 409001) each surface answers in its form."""
+    # Hashing a large input (data: URIs) must not hold up the event loop.
+    idempotency = await run_in_threadpool(
+        idempotency_for, state, idempotency_key, endpoint, fields, webhook, surface
+    )
     queue_cap, admit = await submit_admission(state, owner)
     try:
         job = await run_in_threadpool(
@@ -134,7 +157,7 @@ async def submit_job(
             )
         )
     except (QueueFull, KeyQueueFull, IdempotencyConflict, SubmitRateExceeded) as refused:
-        raise _refusal(refused, idempotency.key if idempotency else None) from None
+        raise _refusal(refused, idempotency_key) from None
     bind_request_id(job.id)
     return job
 

@@ -31,7 +31,6 @@ from retouch.api.dependencies import (
 from retouch.api.errors import error_responses
 from retouch.api.operations import (
     cancel_job,
-    idempotency_for,
     job_and_logs,
     parse_input,
     submit_job,
@@ -49,20 +48,12 @@ from retouch.contract.idempotency import HEADER as IDEMPOTENCY_HEADER
 from retouch.contract.idempotency import PATTERN as IDEMPOTENCY_PATTERN
 from retouch.contract.inputs import input_schema
 from retouch.contract.states import STATUS_NAMES, CancelOutcomeName, JobState
-from retouch.jobs.models import Idempotency, Job
+from retouch.jobs.models import Job
 from retouch.log_context import bind_request_id
 from retouch.responses import retry_after
 
 router = APIRouter(tags=["requests"])
 log = logging.getLogger(__name__)
-
-
-def parse_submission(
-    body: bytes, endpoint: str, key: str | None, webhook: str | None, state: AppState
-) -> tuple[dict[str, Any], Idempotency | None]:
-    """The validated fields, and the idempotency record when a key was sent. Blocking."""
-    fields = parse_input(body)
-    return fields, idempotency_for(state, key, endpoint, fields, webhook)
 
 
 SUBMIT_OPENAPI: dict[str, Any] = {
@@ -127,10 +118,8 @@ async def _submit(
     wait = submit_options.prefer_wait(request.headers.get("prefer"))
     key = submit_options.idempotency_key(request.headers.get("idempotency-key"))
     hook = submit_options.webhook_url(webhook, state.settings.fetch_allow)
-    # Validation and hashing of a large body (data: URIs) must not hold up the event loop.
-    fields, idempotency = await run_in_threadpool(
-        parse_submission, await request.body(), endpoint, key, hook, state
-    )
+    # Validation of a large body (data: URIs) must not hold up the event loop.
+    fields = await run_in_threadpool(parse_input, await request.body())
     base = base_url(request, state)
     job = await submit_job(
         state,
@@ -139,7 +128,7 @@ async def _submit(
         fields=fields,
         webhook=hook,
         base=base,
-        idempotency=idempotency,
+        idempotency_key=key,
     )
     headers = {"Idempotent-Replayed": "true"} if job.replayed else {}
     body: Submission | Result = state.responses.submitted(base, job)

@@ -10,11 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any, Final
 
-from retouch.api.operations import parse_input, problem
-from retouch.contract.sizes import FIXED_RATIOS
+from retouch.api.operations import parse_input, problem, unmade_ratio
 
-# Aspect ratios fal's nano-banana-2 offers that the contract's size table has no size for.
-FAL_ONLY_RATIOS: Final = ("4:1", "1:4", "8:1", "1:8")
 TOLERANCES: Final = ("1", "2", "3", "4", "5", "6")
 
 
@@ -37,18 +34,10 @@ def fal_fields(body: bytes) -> tuple[dict[str, Any], bool]:
             raw["safety_tolerance"] = int(tolerance)
         else:
             raw.pop("safety_tolerance")
-            problems.append(
-                problem("safety_tolerance", f"must be one of {', '.join(TOLERANCES)} (a string)")
-            )
-    if raw.get("aspect_ratio") in FAL_ONLY_RATIOS:
-        ratio = raw.pop("aspect_ratio")
-        problems.append(
-            problem(
-                "aspect_ratio",
-                f"{ratio} is one of fal's ratios that no engine of this server can make: use "
-                f"auto or one of {', '.join(FIXED_RATIOS)}",
-            )
-        )
+            problems.append(problem("safety_tolerance", 'must be one of the strings "1" to "6"'))
+    ratio = unmade_ratio(raw, "auto")
+    if ratio is not None:
+        problems.append(ratio)
     if "seed" in raw and raw["seed"] is None:
         del raw["seed"]  # fal's "no seed"; the contract's default is 0
     return parse_input(json.dumps(raw).encode(), problems=problems), sync_mode

@@ -25,7 +25,7 @@ from retouch.api.dependencies import (
 from retouch.api.errors import ApiError
 from retouch.api.fal import bodies
 from retouch.api.fal.inputs import fal_fields
-from retouch.api.operations import cancel_job, idempotency_for, job_and_logs, submit_job
+from retouch.api.operations import cancel_job, job_and_logs, submit_job
 from retouch.api.state import AppState
 from retouch.api.stream import follow_job, wait_for_end
 from retouch.contract.bodies import Body
@@ -80,9 +80,6 @@ async def _submit(
     hook = submit_options.webhook_url(fal_webhook, state.settings.fetch_allow, "fal_webhook")
     fields, sync_mode = await run_in_threadpool(fal_fields, await request.body())
     surface = bodies.SYNC_SURFACE if sync_mode else bodies.SURFACE
-    idempotency = await run_in_threadpool(
-        idempotency_for, state, key, endpoint.id, fields, hook, surface
-    )
     base = base_url(request, state)
     job = await submit_job(
         state,
@@ -91,7 +88,7 @@ async def _submit(
         fields=fields,
         webhook=hook,
         base=base,
-        idempotency=idempotency,
+        idempotency_key=key,
         surface=surface,
     )
     return job, base

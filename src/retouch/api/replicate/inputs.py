@@ -14,9 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any, Final
 
-from retouch.api.fal.inputs import FAL_ONLY_RATIOS
-from retouch.api.operations import parse_input, problem
-from retouch.contract.sizes import FIXED_RATIOS
+from retouch.api.operations import parse_input, problem, unmade_ratio
 
 # Replicate's name of a contract field, where it differs.
 NAMES: Final = {"image_urls": "image_input", "enable_web_search": "google_search"}
@@ -25,8 +23,6 @@ VALUES: Final[dict[str, dict[Any, Any]]] = {
     "aspect_ratio": {"auto": "match_input_image"},
     "output_format": {"jpeg": "jpg"},
 }
-# The same four extra ratios as fal's (Google's model offers them on both).
-EXTRA_RATIOS: Final = FAL_ONLY_RATIOS
 
 
 def contract_fields(raw_input: Any) -> dict[str, Any]:
@@ -53,15 +49,9 @@ def contract_fields(raw_input: Any) -> dict[str, Any]:
         for ours, theirs in mapping.items():
             if fields.get(field) == theirs:
                 fields[field] = ours
-    if fields.get("aspect_ratio") in EXTRA_RATIOS:
-        ratio = fields.pop("aspect_ratio")
-        problems.append(
-            problem(
-                "aspect_ratio",
-                f"{ratio} is one of the model's ratios that no engine of this server can make: "
-                f"use match_input_image or one of {', '.join(FIXED_RATIOS)}",
-            )
-        )
+    ratio = unmade_ratio(fields, "match_input_image")
+    if ratio is not None:
+        problems.append(ratio)
     return parse_input(json.dumps(fields).encode(), NAMES, problems)
 
 

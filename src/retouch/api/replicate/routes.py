@@ -28,7 +28,6 @@ from retouch.api.dependencies import (
 from retouch.api.errors import ApiError, invalid_input
 from retouch.api.operations import (
     cancel_job,
-    idempotency_for,
     parse_input,
     problem,
     submit_job,
@@ -123,9 +122,6 @@ async def create_prediction(
     key = submit_options.idempotency_key(request.headers.get("idempotency-key"))
     fields, webhook = await run_in_threadpool(_request_fields, await request.body())
     hook = submit_options.webhook_url(webhook, state.settings.fetch_allow, "webhook", "body")
-    idempotency = await run_in_threadpool(
-        idempotency_for, state, key, endpoint.id, fields, hook, bodies.SURFACE
-    )
     base = base_url(request, state)
     job = await submit_job(
         state,
@@ -134,7 +130,7 @@ async def create_prediction(
         fields=fields,
         webhook=hook,
         base=base,
-        idempotency=idempotency,
+        idempotency_key=key,
         surface=bodies.SURFACE,
     )
     job = dataclasses.replace(job, input=fields)
