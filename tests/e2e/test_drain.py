@@ -53,6 +53,8 @@ def exit_code(process: RetouchProcess, timeout: float) -> tuple[int, float]:
     return code, time.monotonic() - started
 
 
+# On SQLite only: the job ends as any does; putting one back is the next two tests'.
+@pytest.mark.sqlite_only
 def test_a_worker_sigtermed_mid_job_finishes_it_and_exits_0(
     data_dir: Path, image_server: ImageServer
 ) -> None:

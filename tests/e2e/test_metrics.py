@@ -12,9 +12,13 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from e2e_support import Api, ImageServer, RetouchProcess, free_port, server_env, with_database
 from unit.metrics.metrics_support import Scrape, scrape
+
+# On SQLite only: the collectors' reads run on both stores in tests/unit/metrics/.
+pytestmark = pytest.mark.sqlite_only
 
 EDIT = "google/nano-banana-2/edit"
 FINISHED = "retouch_jobs_finished_total"
