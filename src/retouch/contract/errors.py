@@ -18,6 +18,7 @@ UNKNOWN_ROUTE: Final = 404002
 METHOD_NOT_ALLOWED: Final = 405001
 SLOW_BODY: Final = 408001
 IDEMPOTENCY_CONFLICT: Final = 409001
+# fal's surface only, whose error form shows no code: its response of an unfinished request.
 NOT_FINISHED: Final = 400002
 BODY_TOO_LARGE: Final = 413001
 RANGE_NOT_SATISFIABLE: Final = 416001
@@ -26,6 +27,7 @@ RATE_LIMITED: Final = 429001
 HEADERS_TOO_LARGE: Final = 431001
 INTERNAL: Final = 500001
 OVERLOADED: Final = 503001
+# fal's surface only: a synchronous run (`/fal-run/`) that outlasted its wait.
 GATEWAY_TIMEOUT: Final = 504001
 STORAGE_FULL: Final = 507001
 
