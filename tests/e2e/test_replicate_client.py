@@ -71,6 +71,17 @@ def test_create_then_wait_shows_the_prediction(
     assert prediction.id in [item.id for item in listed.results]
 
 
+def test_a_prediction_of_a_version(client: Client, image_server: ImageServer) -> None:
+    """predictions.create(version=…): POST /v1/predictions, as for a community model."""
+    version = client.models.predictions.create(MODEL, input=edit(image_server)).version
+    prediction = client.predictions.create(version=version, input=edit(image_server), wait=30)
+    assert prediction.version == version and prediction.model == MODEL
+    assert prediction.status == "succeeded", prediction.error
+    with pytest.raises(ReplicateError) as raised:
+        client.predictions.create(version="0" * 64, input=edit(image_server))
+    assert raised.value.status == 404 and version in str(raised.value.detail)
+
+
 def test_cancel_a_queued_prediction(client: Client, image_server: ImageServer, api: Api) -> None:
     occupy_worker(api, image_server, seconds=4)
     prediction = client.models.predictions.create(MODEL, input=edit(image_server))

@@ -14,6 +14,7 @@ from retouch.contract.bodies import Body, LogEntry, Timestamp, from_timestamp
 from retouch.contract.states import JobState
 from retouch.jobs.models import Job
 from retouch.responses import log_entries, stored_result
+from retouch.served_endpoints import Endpoint
 
 PREFIX = "/replicate"
 SURFACE = "replicate"
@@ -64,12 +65,15 @@ def model_id(state: AppState, job: Job) -> str:
     return served.replicate_id if served is not None else job.endpoint
 
 
+def endpoint_version(endpoint: Endpoint) -> str:
+    """A stable 64-hex id of the engine and weights serving an endpoint (Replicate's versions
+    are such ids): a change of weights is a new version."""
+    return hashlib.sha256(f"{endpoint.engine}:{endpoint.model or 'preview'}".encode()).hexdigest()
+
+
 def version_id(state: AppState, job: Job) -> str:
-    """A stable 64-hex id of the engine and weights serving the job's endpoint (Replicate's
-    versions are such ids): a change of weights is a new version."""
     served = state.endpoints.get(job.endpoint)
-    what = f"{served.engine}:{served.model or 'preview'}" if served else job.endpoint
-    return hashlib.sha256(what.encode()).hexdigest()
+    return endpoint_version(served) if served else hashlib.sha256(job.endpoint.encode()).hexdigest()
 
 
 def prediction_urls(base: str, job_id: str) -> dict[str, str]:

@@ -65,9 +65,10 @@ def replicate_endpoint(state: AppState, owner: str, name: str) -> Endpoint:
     raise ApiError(404, NOT_FOUND, f"model {model!r} not found; this server serves: {known}")
 
 
-def _request_fields(body: bytes) -> tuple[dict[str, Any], str | None]:
-    """The contract's fields of a create body `{input, webhook?, webhook_events_filter?}`,
-    and its webhook; every bad field in one 422. Blocking."""
+def _request_fields(body: bytes, versioned: bool = False) -> tuple[dict[str, Any], str | None]:
+    """The contract's fields of a create body `{input, webhook?, webhook_completed?,
+    webhook_events_filter?}` (and `version` when `versioned`), and its webhook; every bad
+    field in one 422. Blocking."""
     try:
         raw = json.loads(body)
     except (ValueError, RecursionError):
@@ -76,7 +77,15 @@ def _request_fields(body: bytes) -> tuple[dict[str, Any], str | None]:
         parse_input(body)  # the contract's 422 for not JSON / not an object
         raise invalid_input([problem("input", "the body must be an object with `input`")])
     problems = []
+    if versioned:
+        raw.pop("version", None)  # read by the route
     webhook = raw.pop("webhook", None)
+    completed = raw.pop("webhook_completed", None)  # the completed event's URL
+    if completed is not None and webhook is not None and completed != webhook:
+        problems.append(
+            problem("webhook_completed", "this server sends one webhook: give one URL only")
+        )
+    webhook = webhook if webhook is not None else completed
     events = raw.pop("webhook_events_filter", None)
     if events is not None and (
         not isinstance(events, list) or not set(events) <= set(bodies.WEBHOOK_EVENTS)
@@ -116,11 +125,45 @@ def _request_fields(body: bytes) -> tuple[dict[str, Any], str | None]:
 async def create_prediction(
     request: Request, caller: ReplicateCaller, owner: str, name: str
 ) -> Response:
+    """A prediction of the model `owner/name`: the official models' route."""
+    endpoint = replicate_endpoint(caller.state, owner, name)
+    return await _create(request, caller, endpoint, await request.body())
+
+
+@router.post("/predictions", status_code=201)
+async def create_version_prediction(request: Request, caller: ReplicateCaller) -> Response:
+    """A prediction of a model version (`{version, input}`): the version of a served
+    endpoint's prediction, or `owner/name:version`."""
+    body = await request.body()
+    return await _create(request, caller, _version_endpoint(caller.state, body), body, True)
+
+
+def _version_endpoint(state: AppState, body: bytes) -> Endpoint:
+    try:
+        raw = json.loads(body)
+    except (ValueError, RecursionError):
+        raw = None
+    version = raw.get("version") if isinstance(raw, dict) else None
+    if not isinstance(version, str):
+        raise invalid_input([problem("version", "required: a served model's version id")])
+    model, _, version_id = version.rpartition(":")
+    for endpoint in state.endpoints.values():
+        if bodies.endpoint_version(endpoint) == version_id and model in ("", endpoint.replicate_id):
+            return endpoint
+    known = ", ".join(
+        f"{endpoint.replicate_id}:{bodies.endpoint_version(endpoint)}"
+        for endpoint in state.endpoints.values()
+    )
+    raise ApiError(404, NOT_FOUND, f"version {version!r} not found; this server serves: {known}")
+
+
+async def _create(
+    request: Request, caller: Caller, endpoint: Endpoint, body: bytes, versioned: bool = False
+) -> Response:
     state = caller.state
-    endpoint = replicate_endpoint(state, owner, name)
     wait = submit_options.prefer_wait(request.headers.get("prefer"), bare=BARE_WAIT_SECONDS)
     key = submit_options.idempotency_key(request.headers.get("idempotency-key"))
-    fields, webhook = await run_in_threadpool(_request_fields, await request.body())
+    fields, webhook = await run_in_threadpool(_request_fields, body, versioned)
     hook = submit_options.webhook_url(webhook, state.settings.fetch_allow, "webhook", "body")
     base = base_url(request, state)
     job = await submit_job(
@@ -142,10 +185,10 @@ async def create_prediction(
         waited_out = finished is None
         if finished is not None:
             job = dataclasses.replace(finished, input=fields)
-    body = await store_read(
+    prediction = await store_read(
         state, functools.partial(bodies.current, state, base, job, waited_out=waited_out)
     )
-    return send(body, status_code=201, headers=headers)
+    return send(prediction, status_code=201, headers=headers)
 
 
 def _read_prediction(state: AppState, base: str, request_id: str, owner: str) -> bodies.Prediction:
