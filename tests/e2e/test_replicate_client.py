@@ -82,6 +82,16 @@ def test_a_prediction_of_a_version(client: Client, image_server: ImageServer) ->
     assert raised.value.status == 404 and version in str(raised.value.detail)
 
 
+def test_stream_sends_logs_then_the_output_then_done(
+    client: Client, image_server: ImageServer
+) -> None:
+    prediction = client.models.predictions.create(MODEL, input=edit(image_server))
+    events = list(prediction.stream())
+    kinds = [event.event.value for event in events]
+    assert kinds[0] == "logs" and kinds[-2:] == ["output", "done"], kinds
+    assert events[-2].data.split("?")[0].endswith(".png")
+
+
 def test_cancel_a_queued_prediction(client: Client, image_server: ImageServer, api: Api) -> None:
     occupy_worker(api, image_server, seconds=4)
     prediction = client.models.predictions.create(MODEL, input=edit(image_server))

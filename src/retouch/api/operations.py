@@ -10,7 +10,7 @@ import functools
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -75,6 +75,12 @@ def parse_input(
     return fields
 
 
+def refuse_body(body: bytes) -> NoReturn:
+    """The contract's 422 for a body that is not a JSON object (not JSON, an array…)."""
+    parse_input(body)
+    raise AssertionError("parse_input took a body that is not a JSON object")
+
+
 def problem(field: str, message: str) -> dict[str, Any]:
     """A bad field of a surface's own form, in pydantic's error shape (see parse_input)."""
     return {"loc": (field,), "msg": message, "type": "value_error"}
@@ -135,10 +141,12 @@ async def submit_job(
 ) -> Job:
     """Store a queued job for validated fields, within the server's and the key's limits;
     the refusals are ApiErrors (503001, 429001, 409001) each surface answers in its form."""
-    # Hashing a large input (data: URIs) must not hold up the event loop.
-    idempotency = await run_in_threadpool(
-        idempotency_for, state, idempotency_key, endpoint, fields, webhook, surface
-    )
+    idempotency = None
+    if idempotency_key is not None:
+        # Hashing a large input (data: URIs) must not hold up the event loop.
+        idempotency = await run_in_threadpool(
+            idempotency_for, state, idempotency_key, endpoint, fields, webhook, surface
+        )
     queue_cap, admit = await submit_admission(state, owner)
     try:
         job = await run_in_threadpool(

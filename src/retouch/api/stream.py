@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from fastapi.sse import format_sse_event
+from starlette.concurrency import run_in_threadpool
 
 from retouch.api.dependencies import store_read
 from retouch.api.state import AppState
@@ -129,7 +130,8 @@ async def follow_job(
                     job = await _read(state, job_id, key_id)
                 final = None
                 if job is not None and job.state in FINISHED_STATES:
-                    final = await store_read(state, functools.partial(finish, job))
+                    # Once per stream, on a thread: a surface's last body may read much.
+                    final = await run_in_threadpool(finish, job)
             except Exception as error:
                 if not is_unavailable(error):
                     raise

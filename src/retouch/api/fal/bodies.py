@@ -22,8 +22,9 @@ RUN_PREFIX = "/fal-run"
 SURFACE = "fal"
 SYNC_SURFACE = "fal+sync"
 CANCELLED_TYPE = "request_cancelled"
-# Failures that are no fault of the input: fal answers them as server errors.
-SERVER_FAILURES = frozenset({"engine_error", "internal_error"})
+# Failures that are the input's fault (fal answers them 422, as its apps' validation); any
+# other failure (the engine's, storage, a lost worker) is the server's: 500.
+INPUT_FAILURES = frozenset({"invalid_input_image", "content_policy_violation"})
 
 
 class FalSubmission(Body):
@@ -119,7 +120,7 @@ def submitted(state: AppState, base: str, job: Job) -> FalSubmission:
 
 def fal_logs(lines: list[LogEntry]) -> list[FalLog]:
     return [
-        FalLog(message=line.message, level=line.level.upper(), timestamp=line.time)
+        FalLog(message=line.message, level=line.level.upper(), source="user", timestamp=line.time)
         for line in lines
     ]
 

@@ -1,6 +1,7 @@
 """Errors in fal's form: `{"detail": "…"}`, and for a 422 pydantic's list, `{"detail":
 [{"loc": ["body", "prompt"], "msg": "…", "type": "…"}]}`, as fal's apps answer them. The
-status and headers are the contract's."""
+status and headers are the contract's, but for an Idempotency-Key conflict: 422, not 409,
+which fal's clients retry."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 from fastapi.responses import Response
 
 from retouch.api.errors import ApiError
+from retouch.contract.errors import IDEMPOTENCY_CONFLICT
 
 # Where an input can come from, as the first part of a pydantic `loc`.
 _LOCATIONS = frozenset({"body", "query", "header", "path"})
@@ -22,6 +24,11 @@ def location(loc: list[Any]) -> list[Any]:
 
 def fal_error(error: ApiError) -> Response:
     detail: Any = error.message
+    status = error.status
+    if error.code == IDEMPOTENCY_CONFLICT:
+        # fal's clients retry a 409 (ten times, backing off): a key reused for another body
+        # never succeeds, so it is the 422 of an input that cannot be taken.
+        status = 422
     if error.status == 422 and error.problems:
         detail = [
             {"loc": location(list(p["loc"])), "msg": p["msg"], "type": p["type"]}
@@ -29,7 +36,7 @@ def fal_error(error: ApiError) -> Response:
         ]
     return Response(
         json.dumps({"detail": detail}),
-        status_code=error.status,
+        status_code=status,
         headers=error.headers,
         media_type="application/json",
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any, Final
 
-from retouch.api.operations import parse_input, problem, unmade_ratio
+from retouch.api.operations import parse_input, problem, refuse_body, unmade_ratio
 
 TOLERANCES: Final = ("1", "2", "3", "4", "5", "6")
 
@@ -23,7 +23,7 @@ def fal_fields(body: bytes) -> tuple[dict[str, Any], bool]:
     except (ValueError, RecursionError):
         raw = None
     if not isinstance(raw, dict):
-        return parse_input(body), False  # the contract's 422 for not JSON / not an object
+        refuse_body(body)
     problems: list[dict[str, Any]] = []
     sync_mode = raw.pop("sync_mode", False)
     if not isinstance(sync_mode, bool):

@@ -19,6 +19,7 @@ from retouch.api.dependencies import (
     base_url,
     find_job,
     query_flag,
+    request_not_found,
     send,
     store_read,
 )
@@ -32,6 +33,7 @@ from retouch.contract.bodies import Body
 from retouch.contract.errors import GATEWAY_TIMEOUT, NOT_FINISHED, UNKNOWN_MODEL
 from retouch.contract.states import FINISHED_STATES, JobState
 from retouch.jobs.models import Job
+from retouch.jobs.outage import is_unavailable
 from retouch.log_context import bind_request_id
 from retouch.served_endpoints import Endpoint
 
@@ -55,7 +57,7 @@ FalCaller = Annotated[Caller, Depends(authenticate_fal)]
 REQUEST_ID_HEADER = "x-fal-request-id"
 
 
-def answer(body: Body, request_id: str, status_code: int = 200) -> Response:
+def fal_answer(body: Body, request_id: str, status_code: int = 200) -> Response:
     return send(body, status_code, headers={REQUEST_ID_HEADER: request_id})
 
 
@@ -104,8 +106,13 @@ async def fal_submit(
     state = caller.state
     job, base = await _submit(request, caller, app_id, fal_webhook)
     if job.queue_position is None and job.state is JobState.QUEUED:
-        job = await store_read(state, functools.partial(find_job, state, job.id, caller.key_id))
-    return answer(bodies.submitted(state, base, job), job.id)
+        try:
+            job = await store_read(state, functools.partial(find_job, state, job.id, caller.key_id))
+        except Exception as error:
+            # The job is stored: a 503 now would have the client submit it again.
+            if not is_unavailable(error):
+                raise
+    return fal_answer(bodies.submitted(state, base, job), job.id)
 
 
 @run_router.post("/{app_id:path}")
@@ -119,11 +126,14 @@ async def fal_run(
     job, base = await _submit(request, caller, app_id, fal_webhook)
     if await wait_for_end(state, job.id, caller.key_id, RUN_WAIT_SECONDS) is None:
         root = bodies.request_root(state, base, job)
+        # A timeout of the caller's kind ("user"): fal's clients do not retry it (a retry would
+        # submit the edit again).
         raise ApiError(
             504,
             GATEWAY_TIMEOUT,
-            f"request {job.id} did not finish within {RUN_WAIT_SECONDS} s; it goes on: "
-            f"follow it at {root}/status",
+            f"request {job.id} has not finished (it ran past {RUN_WAIT_SECONDS} s, or the "
+            f"server is restarting); it goes on: follow it at {root}/status",
+            headers={REQUEST_ID_HEADER: job.id, "X-Fal-Request-Timeout-Type": "user"},
         )
     return await run_in_threadpool(_response, state, base, job.id, caller.key_id)
 
@@ -140,7 +150,7 @@ async def fal_status(request: Request, caller: FalCaller, request_id: str) -> Re
     job, lines = await store_read(state, read)
     bind_request_id(job.id)
     body = bodies.status(state, base_url(request, state), job, lines)
-    return answer(body, job.id, 200 if job.state in FINISHED_STATES else 202)
+    return fal_answer(body, job.id, 200 if job.state in FINISHED_STATES else 202)
 
 
 @router.get(RequestPath + "/status/stream")
@@ -157,8 +167,8 @@ async def fal_status_stream(
     async def events() -> AsyncIterator[bytes]:
         sent = None
         # Nothing more to read once ended: the last status is the event.
-        ended = follow_job(state, job.id, caller.key_id, lambda job: job, logs=logs)
-        async for snapshot in ended:
+        followed = follow_job(state, job.id, caller.key_id, lambda job: job, logs=logs)
+        async for snapshot in followed:
             if isinstance(snapshot, str):
                 yield format_sse_event(comment=snapshot)
                 continue
@@ -181,10 +191,12 @@ def _response(state: AppState, base: str, request_id: str, owner: str) -> Respon
     failed = bodies.failure(job)
     if failed is not None:
         message, error_type = failed
-        status_code = 500 if error_type in bodies.SERVER_FAILURES else 422
+        status_code = 422 if error_type in bodies.INPUT_FAILURES else 500
         if job.state is JobState.CANCELLED:
             status_code = 400
-        return answer(bodies.FalError(detail=message, error_type=error_type), job.id, status_code)
+        return fal_answer(
+            bodies.FalError(detail=message, error_type=error_type), job.id, status_code
+        )
     if job.state is not JobState.SUCCEEDED:
         raise ApiError(
             400,
@@ -192,7 +204,11 @@ def _response(state: AppState, base: str, request_id: str, owner: str) -> Respon
             "the request is still in progress: poll its status_url until COMPLETED",
         )
     sync_mode = job.surface == bodies.SYNC_SURFACE
-    return answer(bodies.output(state, base, job, data_uris=sync_mode), job.id)
+    try:
+        output = bodies.output(state, base, job, data_uris=sync_mode)
+    except FileNotFoundError:  # retention is deleting them (or the operator did)
+        raise request_not_found(job.id) from None
+    return fal_answer(output, job.id)
 
 
 @router.get(RequestPath)
@@ -217,11 +233,11 @@ async def fal_cancel(caller: FalCaller, request_id: str) -> Response:
             raise
         return send(bodies.CancelAnswer(status="NOT_FOUND", detail=error.message), 404)
     if job.state is JobState.CANCELLED:
-        return answer(bodies.CancelAnswer(status="CANCELLATION_REQUESTED"), job.id, 202)
+        return fal_answer(bodies.CancelAnswer(status="CANCELLATION_REQUESTED"), job.id, 202)
     if job.state in FINISHED_STATES:
         ended = bodies.CancelAnswer(status="ALREADY_COMPLETED", detail="the request has ended")
-        return answer(ended, job.id, 400)
-    return answer(
+        return fal_answer(ended, job.id, 400)
+    return fal_answer(
         bodies.CancelAnswer(
             status="IN_PROGRESS",
             detail="the request has started, and this server lets started requests finish "

@@ -106,7 +106,7 @@ def prediction(
         "output": None,
         "error": None,
         "metrics": {},
-        "data_removed": False,
+        "data_removed": job.expired_at is not None,
         "source": "api",
     }
     if job.input is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
@@ -28,8 +29,8 @@ from retouch.api.dependencies import (
 from retouch.api.errors import ApiError, invalid_input
 from retouch.api.operations import (
     cancel_job,
-    parse_input,
     problem,
+    refuse_body,
     submit_job,
 )
 from retouch.api.replicate import bodies
@@ -74,13 +75,17 @@ def _request_fields(body: bytes, versioned: bool = False) -> tuple[dict[str, Any
     except (ValueError, RecursionError):
         raw = None
     if not isinstance(raw, dict):
-        parse_input(body)  # the contract's 422 for not JSON / not an object
-        raise invalid_input([problem("input", "the body must be an object with `input`")])
+        refuse_body(body)
     problems = []
     if versioned:
         raw.pop("version", None)  # read by the route
     webhook = raw.pop("webhook", None)
     completed = raw.pop("webhook_completed", None)  # the completed event's URL
+    for name, url in (("webhook", webhook), ("webhook_completed", completed)):
+        if url is not None and not isinstance(url, str):
+            problems.append(problem(name, "must be an http:// or https:// URL"))
+    if not isinstance(webhook, str | None) or not isinstance(completed, str | None):
+        webhook = completed = None
     if completed is not None and webhook is not None and completed != webhook:
         problems.append(
             problem("webhook_completed", "this server sends one webhook: give one URL only")
@@ -88,7 +93,8 @@ def _request_fields(body: bytes, versioned: bool = False) -> tuple[dict[str, Any
     webhook = webhook if webhook is not None else completed
     events = raw.pop("webhook_events_filter", None)
     if events is not None and (
-        not isinstance(events, list) or not set(events) <= set(bodies.WEBHOOK_EVENTS)
+        not isinstance(events, list)
+        or not all(isinstance(event, str) and event in bodies.WEBHOOK_EVENTS for event in events)
     ):
         problems.append(
             problem("webhook_events_filter", f"a list of {', '.join(bodies.WEBHOOK_EVENTS)}")
@@ -106,9 +112,6 @@ def _request_fields(body: bytes, versioned: bool = False) -> tuple[dict[str, Any
     problems += [
         problem(name, "unknown field: send the model's input in `input`") for name in unknown
     ]
-    if webhook is not None and not isinstance(webhook, str):
-        problems.append(problem("webhook", "must be an http:// or https:// URL"))
-        webhook = None
     try:
         fields = contract_fields(raw.get("input", {}))
     except ApiError as error:
@@ -135,7 +138,9 @@ async def create_version_prediction(request: Request, caller: ReplicateCaller) -
     """A prediction of a model version (`{version, input}`): the version of a served
     endpoint's prediction, or `owner/name:version`."""
     body = await request.body()
-    return await _create(request, caller, _version_endpoint(caller.state, body), body, True)
+    # Parsing a large body (data: URIs) must not hold up the event loop.
+    endpoint = await run_in_threadpool(_version_endpoint, caller.state, body)
+    return await _create(request, caller, endpoint, body, True)
 
 
 def _version_endpoint(state: AppState, body: bytes) -> Endpoint:
@@ -185,8 +190,9 @@ async def _create(
         waited_out = finished is None
         if finished is not None:
             job = dataclasses.replace(finished, input=fields)
-    prediction = await store_read(
-        state, functools.partial(bodies.current, state, base, job, waited_out=waited_out)
+    # Off the event loop: the prediction reads and shows the job's input (data: URIs too).
+    prediction = await run_in_threadpool(
+        functools.partial(bodies.current, state, base, job, waited_out=waited_out)
     )
     return send(prediction, status_code=201, headers=headers)
 
@@ -203,7 +209,7 @@ async def get_prediction(request: Request, caller: ReplicateCaller, prediction_i
     read = functools.partial(
         _read_prediction, state, base_url(request, state), prediction_id, caller.key_id
     )
-    return send(await store_read(state, read))
+    return send(await run_in_threadpool(read))
 
 
 @router.post("/predictions/{prediction_id}/cancel")
@@ -215,7 +221,7 @@ async def cancel_prediction(
     state = caller.state
     job, _ = await cancel_job(state, prediction_id, caller.key_id)
     read = functools.partial(bodies.current, state, base_url(request, state), job)
-    return send(await store_read(state, read))
+    return send(await run_in_threadpool(read))
 
 
 @router.get("/predictions")
@@ -255,6 +261,12 @@ async def stream_prediction(
     finish = functools.partial(bodies.current, state, base)
 
     async def events() -> AsyncIterator[bytes]:
+        # Every event has an id: replicate's Python client drops events without one.
+        ids = itertools.count(1)
+
+        def event(name: str, data: str) -> bytes:
+            return format_sse_event(event=name, data_str=data, id=f"{job.id}:{next(ids)}")
+
         sent_lines = 0
         followed = follow_job(state, job.id, caller.key_id, finish, logs=True)
         async for snapshot in followed:
@@ -262,7 +274,7 @@ async def stream_prediction(
                 yield format_sse_event(comment=snapshot)
                 continue
             for line in (snapshot.lines or [])[sent_lines:]:
-                yield format_sse_event(event="logs", data_str=line.message)
+                yield event("logs", line.message)
             sent_lines = len(snapshot.lines or [])
             ended = snapshot.final
             if ended is None:
@@ -270,12 +282,12 @@ async def stream_prediction(
             outputs = ended.output if isinstance(ended.output, list) else [ended.output]
             for url in outputs:
                 if url is not None:
-                    yield format_sse_event(event="output", data_str=url)
+                    yield event("output", url)
             if ended.error is not None:
-                yield format_sse_event(event="error", data_str=ended.error)
+                yield event("error", ended.error)
             reason = {"canceled": "canceled", "failed": "error"}.get(ended.status)
             done = json.dumps({"reason": reason} if reason else {})
-            yield format_sse_event(event="done", data_str=done)
+            yield event("done", done)
 
     return EventSourceResponse(
         events(), headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
