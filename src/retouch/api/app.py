@@ -130,6 +130,9 @@ def create_app(
     # Outside the OpenAPI document (it describes the contract's surface): see docs/surfaces.md.
     for router in surfaces.ROUTERS:
         app.include_router(router)
+    app.state.undocumented_routes = [
+        route for router in surfaces.ROUTERS for route in router.routes
+    ]
     if settings.metrics:
         app.include_router(metrics.router)  # not in the OpenAPI document
     install_openapi(app, routers, endpoint_ids=[endpoint.id for endpoint in endpoints])

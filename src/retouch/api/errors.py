@@ -14,6 +14,7 @@ from typing import Any, Final
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from fastapi.routing import APIRoute
 from pydantic import ValidationError
 from sqlalchemy import exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -230,11 +231,17 @@ def field_error(field: str, message: str, location: str = "query") -> ApiError:
 
 
 def documented_methods(app: FastAPI, path: str) -> list[str]:
-    """The methods the OpenAPI document lists for the path template matching `path`."""
+    """The methods the OpenAPI document lists for the path template matching `path`; for a
+    path outside it, those of every route the document leaves out that matches it (the fal
+    and Replicate surfaces': `app.state.undocumented_routes`)."""
     methods: set[str] = set()
     for template, operations in app.openapi()["paths"].items():
         if compile_path(template)[0].match(path):
             methods.update(method.upper() for method in operations)
+    if not methods:
+        for route in getattr(app.state, "undocumented_routes", ()):
+            if isinstance(route, APIRoute) and route.path_regex.match(path):
+                methods.update(route.methods or ())
     return sorted(methods)
 
 

@@ -394,12 +394,15 @@ class Worker:
 
     def _fail(self, reporter: ClaimReporter, code: str, message: str) -> None:
         claim = reporter.lease.claim
+        # The line before the state: whoever reads the job failed (a `Prefer: wait` answer, a
+        # webhook, Replicate's logs) reads why. It is true of this attempt even if the claim
+        # was lost meanwhile and another attempt runs the job.
+        reporter.log(f"failed: {message}", level="error")
         write = functools.partial(self.store.fail, claim, code=code, message=message)
         if self._finish(reporter.lease, write):
             metrics.job_failed(claim.job.endpoint, code)
             # Files left by an earlier attempt that died mid-way are no one's outcome now.
             self.storage.delete_request(claim.job.id)
-            reporter.log(f"failed: {message}", level="error")
 
     def run_claim(self, claim: Claim) -> None:
         with request_id_bound(claim.job.id):

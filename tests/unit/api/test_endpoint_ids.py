@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from e2e_support import Api
@@ -136,3 +137,202 @@ def test_configured_ids_refuse_other_shapes(tmp_path: Path, endpoint: str) -> No
     settings = configured(tmp_path, endpoint)
     with pytest.raises(ConfigError, match=r"endpoints\.0\.id"):
         load_endpoints(settings)
+
+
+# --- the ids each endpoint answers to on the fal and Replicate surfaces -----------------------
+
+
+def surface_config(root: Path, *endpoints: dict[str, str]) -> Settings:
+    """Settings reading an endpoints file of these tables (`id`, and `fal`/`replicate`)."""
+    tables = "".join(
+        '[[endpoints]]\nengine = "flux2-klein"\n'
+        + "".join(f'{name} = "{value}"\n' for name, value in endpoint.items())
+        + "\n"
+        for endpoint in endpoints
+    )
+    (root / "endpoints.toml").write_text(tables)
+    return Settings.model_validate({"data_dir": root / "data", "config": root / "endpoints.toml"})
+
+
+def test_the_default_endpoint_answers_to_the_hosted_ids(tmp_path: Path) -> None:
+    for settings in (
+        Settings.model_validate({"data_dir": tmp_path / "data"}),
+        surface_config(tmp_path, {"id": SERVED}),
+    ):
+        [endpoint] = load_endpoints(settings)
+        assert (endpoint.fal_id, endpoint.replicate_id) == (
+            "fal-ai/nano-banana-2/edit",
+            "google/nano-banana-2",
+        )
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "replicate"),
+    [
+        ("acme/thing", "acme/thing"),
+        ("acme/thing/edit", "acme/thing-edit"),
+        (DEEP, "acme/thing-turbo-edit"),
+        ("a1/b.c/d_e/f-g", "a1/b.c-d_e-f-g"),
+    ],
+)
+def test_other_endpoints_default_to_their_own_id_and_owner_slash_rest(
+    tmp_path: Path, endpoint: str, replicate: str
+) -> None:
+    [served] = load_endpoints(surface_config(tmp_path, {"id": endpoint}))
+    assert (served.fal_id, served.replicate_id) == (endpoint, replicate)
+
+
+def test_the_fal_and_replicate_keys_set_the_ids(tmp_path: Path) -> None:
+    settings = surface_config(
+        tmp_path,
+        {"id": SERVED, "fal": "acme/banana/v2/edit", "replicate": "acme/banana"},
+        {"id": DEEP, "fal": "acme/turbo-edit"},
+        {"id": "acme/kontext/edit", "replicate": "acme/kontext"},
+    )
+    ids = {e.id: (e.fal_id, e.replicate_id) for e in load_endpoints(settings)}
+    assert ids == {
+        SERVED: ("acme/banana/v2/edit", "acme/banana"),
+        DEEP: ("acme/turbo-edit", "acme/thing-turbo-edit"),
+        "acme/kontext/edit": ("acme/kontext/edit", "acme/kontext"),
+    }
+
+
+@pytest.mark.parametrize(
+    "replicate",
+    ["acme/thing/edit", "acme", "acme/", "/thing", "Acme/thing", "acme//thing", "a b/c"],
+)
+def test_a_replicate_id_is_exactly_owner_slash_name(tmp_path: Path, replicate: str) -> None:
+    settings = surface_config(tmp_path, {"id": DEEP, "replicate": replicate})
+    with pytest.raises(ConfigError, match=r"endpoints\.0\.replicate"):
+        load_endpoints(settings)
+
+
+@pytest.mark.parametrize("fal", ["acme", "acme//edit", "Acme/edit", "acme/edit/"])
+def test_a_fal_id_has_the_shape_of_an_endpoint_id(tmp_path: Path, fal: str) -> None:
+    settings = surface_config(tmp_path, {"id": DEEP, "fal": fal})
+    with pytest.raises(ConfigError, match=r"endpoints\.0\.fal"):
+        load_endpoints(settings)
+
+
+def test_two_endpoints_with_one_replicate_id_are_refused_naming_it(tmp_path: Path) -> None:
+    settings = surface_config(
+        tmp_path,
+        {"id": SERVED, "replicate": "acme/banana"},
+        {"id": DEEP, "replicate": "acme/banana"},
+    )
+    with pytest.raises(ConfigError, match=r"^replicate id 'acme/banana' names two endpoints"):
+        load_endpoints(settings)
+
+
+def test_two_endpoints_whose_default_replicate_ids_meet_are_refused(tmp_path: Path) -> None:
+    """`acme/thing/edit` and `acme/thing-edit` both default to `acme/thing-edit`."""
+    settings = surface_config(tmp_path, {"id": "acme/thing/edit"}, {"id": "acme/thing-edit"})
+    with pytest.raises(ConfigError, match=r"replicate id 'acme/thing-edit' names two endpoints"):
+        load_endpoints(settings)
+    # Setting one of them apart is the fix the message names.
+    settings = surface_config(
+        tmp_path, {"id": "acme/thing/edit", "replicate": "acme/thing"}, {"id": "acme/thing-edit"}
+    )
+    assert [e.replicate_id for e in load_endpoints(settings)] == ["acme/thing", "acme/thing-edit"]
+
+
+def test_two_endpoints_with_one_fal_id_are_refused_naming_it(tmp_path: Path) -> None:
+    settings = surface_config(
+        tmp_path, {"id": SERVED}, {"id": DEEP, "fal": "fal-ai/nano-banana-2/edit"}
+    )
+    with pytest.raises(
+        ConfigError, match=r"fal id 'fal-ai/nano-banana-2/edit' names two endpoints"
+    ):
+        load_endpoints(settings)
+
+
+# Kontext's fal id is another endpoint's own id: fal's ids are looked up first.
+KONTEXT = {"id": "acme/kontext/edit", "fal": "acme/kontext-edit", "replicate": "acme/kontext"}
+OTHER = {"id": "acme/other/edit", "fal": "acme/kontext/edit"}
+
+
+@pytest.fixture(scope="module")
+def surfaces(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[str, str, httpx.Client]]:
+    """A server (no worker) of two endpoints with their own fal and Replicate ids: its base,
+    a key, and an httpx client."""
+    root = tmp_path_factory.mktemp("surface-ids")
+    settings = surface_config(root, KONTEXT, OTHER)
+    with in_process_server(root / "data", worker=False, config=settings.config) as server:
+        yield server.base, server.key, server.http()
+
+
+def test_configured_ids_route_on_fal_and_replicate(
+    surfaces: tuple[str, str, httpx.Client],
+) -> None:
+    base, key, http = surfaces
+    fal_body = {"prompt": "x", "image_urls": BODY["image_urls"]}
+    fal = {"Authorization": f"Key {key}"}
+    replicate = {"Authorization": f"Bearer {key}"}
+
+    def endpoint_of(request_id: str) -> str:
+        result = http.get(f"{base}/v1/requests/{request_id}/status", headers=replicate)
+        assert result.status_code == 200, result.text
+        listed = http.get(f"{base}/v1/requests", headers=replicate).json()["requests"]
+        return str(next(r["endpoint"] for r in listed if r["request_id"] == request_id))
+
+    kontext = http.post(f"{base}/fal/acme/kontext-edit", json=fal_body, headers=fal)
+    assert kontext.status_code == 200, kontext.text
+    assert kontext.json()["status_url"].startswith(f"{base}/fal/acme/kontext-edit/requests/")
+    # An app id that is one endpoint's fal id and another's own id is the first's.
+    other = http.post(f"{base}/fal/acme/kontext/edit", json=fal_body, headers=fal)
+    assert other.status_code == 200, other.text
+    assert other.json()["status_url"].startswith(f"{base}/fal/acme/kontext/requests/")
+    own = http.post(f"{base}/fal/acme/other/edit", json=fal_body, headers=fal)
+    assert own.status_code == 200, own.text
+    assert endpoint_of(kontext.json()["request_id"]) == "acme/kontext/edit"
+    assert endpoint_of(other.json()["request_id"]) == "acme/other/edit"
+    assert endpoint_of(own.json()["request_id"]) == "acme/other/edit"
+    unknown = http.post(f"{base}/fal/fal-ai/nano-banana-2/edit", json=fal_body, headers=fal)
+    assert unknown.status_code == 404
+    assert unknown.json()["detail"].endswith(
+        "this server serves: acme/kontext-edit, acme/kontext/edit"
+    )
+    input_ = {"prompt": "x", "image_input": BODY["image_urls"]}
+    for model, endpoint in (
+        ("acme/kontext", "acme/kontext/edit"),
+        ("acme/other-edit", "acme/other/edit"),
+    ):
+        created = http.post(
+            f"{base}/replicate/v1/models/{model}/predictions",
+            json={"input": input_},
+            headers=replicate,
+        )
+        assert created.status_code == 201, created.text
+        assert created.json()["model"] == model
+        assert endpoint_of(created.json()["id"]) == endpoint
+    missing = http.post(
+        f"{base}/replicate/v1/models/google/nano-banana-2/predictions",
+        json={"input": input_},
+        headers=replicate,
+    )
+    assert missing.status_code == 404
+    assert missing.json()["detail"].endswith("this server serves: acme/kontext, acme/other-edit")
+
+
+def test_each_served_model_has_its_own_version(surfaces: tuple[str, str, httpx.Client]) -> None:
+    base, key, http = surfaces
+    bearer = {"Authorization": f"Bearer {key}"}
+    input_ = {"prompt": "x", "image_input": BODY["image_urls"]}
+    versions = {}
+    for model in ("acme/kontext", "acme/other-edit"):
+        created = http.post(
+            f"{base}/replicate/v1/models/{model}/predictions",
+            json={"input": input_},
+            headers=bearer,
+        )
+        assert created.status_code == 201, created.text
+        versions[model] = created.json()["version"]
+    assert versions["acme/kontext"] != versions["acme/other-edit"]
+    other = http.post(
+        f"{base}/replicate/v1/predictions",
+        json={"version": versions["acme/other-edit"], "input": input_},
+        headers=bearer,
+    )
+    assert other.status_code == 201 and other.json()["model"] == "acme/other-edit"

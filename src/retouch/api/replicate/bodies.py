@@ -66,9 +66,10 @@ def model_id(state: AppState, job: Job) -> str:
 
 
 def endpoint_version(endpoint: Endpoint) -> str:
-    """A stable 64-hex id of the engine and weights serving an endpoint (Replicate's versions
-    are such ids): a change of weights is a new version."""
-    return hashlib.sha256(f"{endpoint.engine}:{endpoint.model or 'preview'}".encode()).hexdigest()
+    """A stable 64-hex id of an endpoint and the engine and weights serving it (Replicate's
+    versions are such ids): new weights, a new version; two endpoints, two versions."""
+    served = f"{endpoint.id}:{endpoint.engine}:{endpoint.model or 'preview'}"
+    return hashlib.sha256(served.encode()).hexdigest()
 
 
 def version_id(state: AppState, job: Job) -> str:

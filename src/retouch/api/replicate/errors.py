@@ -5,12 +5,19 @@ and headers are the contract's."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any
 
 from fastapi.responses import Response
 
 from retouch.api.errors import ApiError, field_path
+
+
+def _in_body(loc: Sequence[Any]) -> tuple[Any, ...]:
+    """A field's place as Replicate names it: the body's fields by their own names."""
+    parts = tuple(loc)
+    return parts[1:] if parts[:1] == ("body",) else parts
 
 
 def replicate_error(error: ApiError) -> Response:
@@ -21,7 +28,7 @@ def replicate_error(error: ApiError) -> Response:
     }
     if error.status == 422 and error.problems:
         invalid = [
-            {"type": p["type"], "field": field_path(tuple(p["loc"])), "description": p["msg"]}
+            {"type": p["type"], "field": field_path(_in_body(p["loc"])), "description": p["msg"]}
             for p in error.problems
         ]
         body["title"] = "Input validation failed"

@@ -11,7 +11,8 @@ import pytest
 
 from retouch.api.errors import ApiError
 from retouch.api.fal.errors import fal_error, location
-from retouch.api.fal.inputs import FAL_ONLY_RATIOS, TOLERANCES, fal_fields
+from retouch.api.fal.inputs import TOLERANCES, fal_fields
+from retouch.api.operations import UNMADE_RATIOS
 
 from ...inprocess import SQUARE_PNG
 
@@ -49,7 +50,7 @@ def test_safety_tolerance_is_taken_as_a_string_or_an_integer(tolerance: str | in
 def test_other_safety_tolerance_strings_are_refused_naming_fals_values(tolerance: str) -> None:
     [problem] = problems_of(json.dumps({**BASE, "safety_tolerance": tolerance}).encode())
     assert problem["loc"] == ["safety_tolerance"]
-    assert problem["msg"] == "must be one of 1, 2, 3, 4, 5, 6 (a string)"
+    assert problem["msg"] == 'must be one of the strings "1" to "6"'
 
 
 def test_a_null_seed_is_the_contracts_default_and_a_given_seed_is_kept() -> None:
@@ -69,11 +70,12 @@ def test_sync_mode_must_be_a_boolean(sync_mode: Any) -> None:
     assert problem["loc"] == ["sync_mode"] and problem["msg"] == "must be true or false"
 
 
-@pytest.mark.parametrize("ratio", FAL_ONLY_RATIOS)
+@pytest.mark.parametrize("ratio", UNMADE_RATIOS)
 def test_fals_own_ratios_are_refused_by_name(ratio: str) -> None:
     [problem] = problems_of(json.dumps({**BASE, "aspect_ratio": ratio}).encode())
     assert problem["loc"] == ["aspect_ratio"]
-    assert problem["msg"].startswith(f"{ratio} is one of fal's ratios that no engine")
+    assert problem["msg"].startswith(f"{ratio} is one of the model's ratios that no engine")
+    # fal's name for the contract's `auto` is the contract's own.
     assert "use auto or one of 1:1," in problem["msg"]
 
 
