@@ -10,7 +10,7 @@ import functools
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any, NoReturn
+from typing import Any
 
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -75,8 +75,15 @@ def parse_input(
     return fields
 
 
-def refuse_body(body: bytes) -> NoReturn:
-    """The contract's 422 for a body that is not a JSON object (not JSON, an array…)."""
+def json_object(body: bytes) -> dict[str, Any]:
+    """A surface's body as a JSON object, or the contract's 422 for one that is not (not
+    JSON, an array…), from parse_input. Blocking (a large body takes a while)."""
+    try:
+        raw = json.loads(body)
+    except (ValueError, RecursionError):
+        raw = None
+    if isinstance(raw, dict):
+        return raw
     parse_input(body)
     raise AssertionError("parse_input took a body that is not a JSON object")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any, Final
 
-from retouch.api.operations import parse_input, problem, refuse_body, unmade_ratio
+from retouch.api.operations import json_object, parse_input, problem, unmade_ratio
 
 TOLERANCES: Final = ("1", "2", "3", "4", "5", "6")
 
@@ -18,12 +18,7 @@ TOLERANCES: Final = ("1", "2", "3", "4", "5", "6")
 def fal_fields(body: bytes) -> tuple[dict[str, Any], bool]:
     """The contract's validated fields of a fal body, and its `sync_mode`. Every bad field is
     named in one 422, fal's own forms' problems with the contract's. Blocking."""
-    try:
-        raw = json.loads(body)
-    except (ValueError, RecursionError):
-        raw = None
-    if not isinstance(raw, dict):
-        refuse_body(body)
+    raw = json_object(body)
     problems: list[dict[str, Any]] = []
     sync_mode = raw.pop("sync_mode", False)
     if not isinstance(sync_mode, bool):

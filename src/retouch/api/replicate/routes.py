@@ -29,8 +29,8 @@ from retouch.api.dependencies import (
 from retouch.api.errors import ApiError, invalid_input
 from retouch.api.operations import (
     cancel_job,
+    json_object,
     problem,
-    refuse_body,
     submit_job,
 )
 from retouch.api.replicate import bodies
@@ -70,12 +70,7 @@ def _request_fields(body: bytes, versioned: bool = False) -> tuple[dict[str, Any
     """The contract's fields of a create body `{input, webhook?, webhook_completed?,
     webhook_events_filter?}` (and `version` when `versioned`), and its webhook; every bad
     field in one 422. Blocking."""
-    try:
-        raw = json.loads(body)
-    except (ValueError, RecursionError):
-        raw = None
-    if not isinstance(raw, dict):
-        refuse_body(body)
+    raw = json_object(body)
     problems = []
     if versioned:
         raw.pop("version", None)  # read by the route
@@ -144,11 +139,7 @@ async def create_version_prediction(request: Request, caller: ReplicateCaller) -
 
 
 def _version_endpoint(state: AppState, body: bytes) -> Endpoint:
-    try:
-        raw = json.loads(body)
-    except (ValueError, RecursionError):
-        raw = None
-    version = raw.get("version") if isinstance(raw, dict) else None
+    version = json_object(body).get("version")
     if not isinstance(version, str):
         raise invalid_input([problem("version", "required: a served model's version id")])
     model, _, version_id = version.rpartition(":")
