@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -84,6 +84,15 @@ class Settings(BaseSettings):
     attention_backend: str | None = None
     vae_tiling: bool | None = None
     cpu_offload: bool | None = None
+    quantize: Literal["fp8"] | None = Field(
+        None, description="fp8: the transformer's linear layers in FP8 (CUDA, compute 8.9+)"
+    )
+    batch_max: int | None = Field(
+        None, ge=1, le=64, description="queued jobs of one endpoint and size run as one batch"
+    )
+    cache_mib: int | None = Field(
+        None, ge=0, description="MiB of cached prompt embeddings and reference latents; 0 = off"
+    )
     upscaler: Path | None = Field(
         None,
         description="Super-resolution weights (Real-ESRGAN family) for sizes above a "
@@ -234,6 +243,7 @@ class Settings(BaseSettings):
     @field_validator(
         "nsfw_classifier",
         "attention_backend",
+        "quantize",
         "model",
         "database_url",
         "signing_secret",

@@ -59,6 +59,9 @@ class _OptionsSpec(BaseModel):
     vae_tiling: bool | None = None
     cpu_offload: bool = False
     steps: int | None = Field(default=None, ge=1, le=200)
+    quantize: str | None = Field(default=None, pattern="^fp8$")
+    batch_max: int = Field(default=1, ge=1, le=64)
+    cache_mib: int | None = Field(default=None, ge=0)
 
 
 class _EndpointSpec(BaseModel):
@@ -126,6 +129,9 @@ def _env_overrides(settings: Settings) -> dict[str, Any]:
         "attention_backend": settings.attention_backend,
         "vae_tiling": settings.vae_tiling,
         "cpu_offload": settings.cpu_offload,
+        "quantize": settings.quantize,
+        "batch_max": settings.batch_max,
+        "cache_mib": settings.cache_mib,
     }
     return {name: value for name, value in overrides.items() if value is not None}
 

@@ -69,6 +69,7 @@ class FakeEngine:
         )
     )
     gates: dict[str, threading.Event] = field(default_factory=dict)
+    batches: list[list[str]] = field(default_factory=list)
 
     # The real engines' rule, read from self.info (the module imports no torch).
     native_size = DiffusersEngine.native_size
@@ -95,6 +96,16 @@ class FakeEngine:
             if on_step is not None:
                 on_step(step, self.steps)
         return [self._paint(request, seed) for seed in request.seeds]
+
+    def edit_batch(
+        self,
+        requests: list[EditRequest],
+        on_step: StepCallback | None = None,
+        should_cancel: CancelCheck | None = None,
+    ) -> list[list[Image.Image]]:
+        """Each request in turn; `batches` records the prompts of every call."""
+        self.batches.append([request.prompt for request in requests])
+        return [self.edit(request, on_step, should_cancel) for request in requests]
 
     @staticmethod
     def _paint(request: EditRequest, seed: int) -> Image.Image:

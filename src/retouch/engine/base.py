@@ -77,3 +77,14 @@ class Engine(Protocol):
         """Run the model. Returns len(request.seeds) RGB images of exactly
         (request.width, request.height). Deterministic for the same request on one machine."""
         ...
+
+    def edit_batch(
+        self,
+        requests: list[EditRequest],
+        on_step: StepCallback | None = None,
+        should_cancel: CancelCheck | None = None,
+    ) -> list[list[Image.Image]]:
+        """Run several requests, as one batched call where the engine can: each request's
+        images, in order, as edit() would return them. on_step counts the steps of the whole
+        batch; should_cancel stops all of it."""
+        ...

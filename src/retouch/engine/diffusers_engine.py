@@ -77,6 +77,8 @@ class DiffusersEngine:
     REFERENCE_MAX_ASPECT: ClassVar[float] = 8.0
     NEEDS_REFERENCE: ClassVar[bool] = False
     """True when the pipeline cannot run without a reference image."""
+    BATCHES_REQUESTS: ClassVar[bool] = False
+    """True when edit_batch runs requests together (options.batch_max may exceed 1)."""
 
     info: EngineInfo
 
@@ -102,6 +104,7 @@ class DiffusersEngine:
         and apply the options (see from_pipeline)."""
         options = options or EngineOptions()
         check_options(options)  # before loading: a bad option should not cost a load
+        cls.check_batching(options)
         if options.attention_backend is not None:
             _check_attention_backend(options.attention_backend)
         device = _torch_device(options.device)
@@ -126,6 +129,7 @@ class DiffusersEngine:
         of every size bucket, so no request waits for a compile."""
         options = options or EngineOptions()
         check_options(options)
+        cls.check_batching(options)
         device = _torch_device(options.device)
         on_cuda = device.type == "cuda"
         dtype = _torch_dtype(options.dtype, on_cuda=on_cuda)
@@ -175,6 +179,16 @@ class DiffusersEngine:
         if compiled and warm_up:
             engine.warm_up()
         return engine
+
+    @classmethod
+    def check_batching(cls, options: EngineOptions) -> None:
+        """Refuse batch_max > 1 for an engine that runs one request at a time, at start-up
+        rather than silently: the operator asked for a speed-up this engine does not give."""
+        if options.batch_max > 1 and not cls.BATCHES_REQUESTS:
+            raise ValueError(
+                f"batch_max: the {cls.KIND} engine runs one request at a time; set batch_max"
+                " to 1 (or remove it) for this endpoint"
+            )
 
     @classmethod
     def load_preview(cls, cache_dir: Path, *, options: EngineOptions | None = None) -> Self:
@@ -234,7 +248,27 @@ class DiffusersEngine:
         on_step: StepCallback | None = None,
         should_cancel: CancelCheck | None = None,
     ) -> list[Image.Image]:
-        return self._run(request, on_step, should_cancel, steps=self._steps)
+        return self.edit_batch([request], on_step, should_cancel)[0]
+
+    def edit_batch(
+        self,
+        requests: list[EditRequest],
+        on_step: StepCallback | None = None,
+        should_cancel: CancelCheck | None = None,
+    ) -> list[list[Image.Image]]:
+        return self._run_batch(requests, on_step, should_cancel, steps=self._steps)
+
+    def _run_batch(
+        self,
+        requests: list[EditRequest],
+        on_step: StepCallback | None,
+        should_cancel: CancelCheck | None,
+        *,
+        steps: int,
+    ) -> list[list[Image.Image]]:
+        """One pipeline call per request; an engine that batches requests (BATCHES_REQUESTS)
+        overrides this."""
+        return [self._run(request, on_step, should_cancel, steps=steps) for request in requests]
 
     def _run(
         self,
@@ -332,7 +366,7 @@ class DiffusersEngine:
             reference = Image.new("RGB", (width, height), _WARM_UP_GRAY)
             seeds = [0] if done else [0, 1]
             request = EditRequest(WARM_UP_PROMPT, [reference], width, height, seeds)
-            self._run(request, None, None, steps=1)
+            self._run_batch([request], None, None, steps=1)
             done.append((width, height))
             log.info(
                 "warmed up %s at %dx%d in %.1f s",
@@ -443,6 +477,10 @@ def check_options(options: EngineOptions) -> None:
         )
     if options.dtype is not None and options.dtype not in _DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(_DTYPES)}, got {options.dtype!r}")
+    if options.quantize is not None:
+        raise ValueError(
+            f"quantize: {options.quantize!r} is not available in this version; remove it"
+        )
     if options.steps is not None and options.steps < 1:
         raise ValueError(f"steps must be at least 1, got {options.steps}")
 

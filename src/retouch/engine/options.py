@@ -24,3 +24,12 @@ class EngineOptions:
     """enable_model_cpu_offload(): fits small GPUs, costs speed."""
     steps: int | None = None
     """Denoising steps; None: the model's default."""
+    quantize: str | None = None
+    """"fp8": the transformer's linear layers in FP8 with dynamic activation scaling (CUDA,
+    compute capability 8.9 or newer); None: the weights' own precision."""
+    batch_max: int = 1
+    """How many queued jobs of this endpoint and generation size a worker may claim and run
+    as one batched call (1: one job at a time)."""
+    cache_mib: int | None = None
+    """Memory for cached conditioning (prompt embeddings, reference latents), in MiB on the
+    engine's device; None: the engine's default; 0 turns the cache off."""

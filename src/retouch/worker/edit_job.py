@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,8 +17,8 @@ from PIL import Image
 from retouch.contract.bodies import Generation, ModelInfo, References
 from retouch.contract.nano_banana_edit import NanoBananaEditInput
 from retouch.contract.sizes import output_size
-from retouch.engine.base import EditCancelled, EditRequest, Engine
-from retouch.engine.references import combine_references
+from retouch.engine.base import CancelCheck, EditCancelled, EditRequest, Engine, StepCallback
+from retouch.engine.references import ReferencePlan, combine_references
 from retouch.engine.upscale import Upscaler
 from retouch.jobs.models import StoredOutput, StoredResult
 from retouch.media.decode import PixelBudget, decode_image
@@ -28,6 +29,8 @@ from retouch.safety.moderation import POLICY_VIOLATION, Moderator, PolicyViolati
 from retouch.storage.base import Storage, is_storage_full
 from retouch.storage.own_files import own_file
 from retouch.storage.signing import UrlSigner
+
+log = logging.getLogger(__name__)
 
 
 class JobFailure(Exception):
@@ -45,9 +48,13 @@ class Timer:
     _started: float = field(default_factory=time.perf_counter)
 
     def lap(self, name: str) -> None:
-        now = time.perf_counter()
-        self.timings[name] = round(now - self._started, 4)
-        self._started = now
+        """The time since the last lap (or the start) as `name`."""
+        self.record(name, time.perf_counter() - self._started)
+
+    def record(self, name: str, seconds: float) -> None:
+        """`seconds` as `name`; the next lap starts now."""
+        self.timings[name] = round(seconds, 4)
+        self._started = time.perf_counter()
 
 
 STORAGE_FULL = "storage_full"
@@ -195,17 +202,25 @@ def finish_size(
     return resize_exact(image, width, height), "lanczos"
 
 
-def run_edit_job(
-    *,
-    job_id: str,
-    attempt_tag: str,
-    input: dict[str, Any],
-    tools: JobTools,
-    reporter: JobReporter,
-) -> StoredResult:
-    """Run the job; returns the result to store. Output files are named per attempt so a
-    worker that lost its lease can never overwrite the files of the one that took over.
-    Raises JobFailure, or EditCancelled when the reporter said stop."""
+@dataclass
+class PreparedEdit:
+    """A job up to the engine: inputs fetched, decoded and moderated, references combined,
+    sizes and seeds decided."""
+
+    fields: NanoBananaEditInput
+    images: list[Image.Image]
+    plan: ReferencePlan
+    ratio: str
+    width: int
+    height: int
+    """The table's output size; the request's size is the one the model generates."""
+    request: EditRequest
+    timer: Timer
+
+
+def prepare_edit(*, input: dict[str, Any], tools: JobTools, reporter: JobReporter) -> PreparedEdit:
+    """The job's stages before the engine. Raises JobFailure, or EditCancelled when the
+    reporter said stop."""
     engine = tools.engine
     fields = NanoBananaEditInput.model_validate(input)
     tolerance = fields.safety_tolerance
@@ -238,24 +253,70 @@ def run_edit_job(
         f"generating {fields.num_images} image(s) at {generated_width}×{generated_height} "
         f"with {engine.info.engine} ({engine.info.model})"
     )
-    if reporter.should_cancel():
-        raise EditCancelled()
-    try:
-        generated = engine.edit(
-            EditRequest(
-                prompt=fields.prompt,
-                images=references,
-                width=generated_width,
-                height=generated_height,
-                seeds=seeds,
-            ),
-            on_step=reporter.on_step,
-            should_cancel=reporter.should_cancel,
-        )
-    except (MemoryError, RuntimeError, ValueError) as error:
-        raise JobFailure("engine_error", f"the model failed: {error}") from error
-    timer.lap("engine_s")
+    request = EditRequest(fields.prompt, references, generated_width, generated_height, seeds)
+    return PreparedEdit(fields, images, plan, ratio, width, height, request, timer)
 
+
+ENGINE_ERRORS = (MemoryError, RuntimeError, ValueError)
+"""What a model raises for a run it cannot do (out of memory, a shape it refuses): the job's
+failure, not the worker's."""
+
+
+def engine_failure(error: BaseException) -> JobFailure:
+    return JobFailure("engine_error", f"the model failed: {error}")
+
+
+def generate(
+    engine: Engine,
+    edits: list[PreparedEdit],
+    on_step: StepCallback | None,
+    should_cancel: CancelCheck | None,
+) -> list[list[Image.Image] | JobFailure]:
+    """Every edit's images from one engine.edit_batch call, or the failure that is each job's
+    own: when a batch of several fails, its edits run again one by one, so that one job's
+    failure (a size the model cannot take, memory) is not its neighbours'. Each edit's timer
+    records the engine's time. Raises EditCancelled when should_cancel said stop."""
+    began = time.perf_counter()
+    outcomes: list[list[Image.Image] | JobFailure]
+    try:
+        outcomes = list(engine.edit_batch([edit.request for edit in edits], on_step, should_cancel))
+    except ENGINE_ERRORS as error:
+        if len(edits) == 1:
+            outcomes = [engine_failure(error)]
+        else:
+            log.warning(
+                "a batch of %d jobs failed (%s); running them one by one", len(edits), error
+            )
+            outcomes = []
+            for edit in edits:
+                try:
+                    outcomes.append(engine.edit(edit.request, on_step, should_cancel))
+                except ENGINE_ERRORS as alone:
+                    outcomes.append(engine_failure(alone))
+    seconds = time.perf_counter() - began
+    for edit in edits:
+        edit.timer.record("engine_s", seconds)
+    return outcomes
+
+
+def finish_edit(
+    *,
+    job_id: str,
+    attempt_tag: str,
+    edit: PreparedEdit,
+    generated: list[Image.Image],
+    tools: JobTools,
+    reporter: JobReporter,
+) -> StoredResult:
+    """The job's stages after the engine: output moderation, the table's size, encode and
+    store; returns the result to store. Output files are named per attempt so a worker that
+    lost its lease can never overwrite the files of the one that took over. Raises JobFailure,
+    or EditCancelled when the reporter said stop."""
+    engine, fields, timer = tools.engine, edit.fields, edit.timer
+    tolerance = fields.safety_tolerance
+    width, height = edit.width, edit.height
+    generated_width, generated_height = edit.request.width, edit.request.height
+    seeds = edit.request.seeds
     # Withheld outputs are never resized, encoded or stored: no file, no URL.
     verdicts = tools.moderator.judge_outputs(generated, tolerance)
     withheld = [verdict.blocked for verdict in verdicts]
@@ -323,17 +384,43 @@ def run_edit_job(
         outputs=outputs,
         model=model_info(engine),
         generation=Generation(
-            aspect_ratio=ratio,
+            aspect_ratio=edit.ratio,
             width=width,
             height=height,
             generated_width=generated_width,
             generated_height=generated_height,
             resize=resize,
             seeds=seeds,
-            input_sizes=[list(image.size) for image in images],
+            input_sizes=[list(image.size) for image in edit.images],
         ),
-        references=References.model_validate(plan.as_dict()),
+        references=References.model_validate(edit.plan.as_dict()),
         has_nsfw_concepts=withheld,
         warnings=warnings,
         timings=timer.timings,
+    )
+
+
+def run_edit_job(
+    *,
+    job_id: str,
+    attempt_tag: str,
+    input: dict[str, Any],
+    tools: JobTools,
+    reporter: JobReporter,
+) -> StoredResult:
+    """One job alone, start to finish (the runner runs a batch through the same stages).
+    Raises JobFailure, or EditCancelled when the reporter said stop."""
+    edit = prepare_edit(input=input, tools=tools, reporter=reporter)
+    if reporter.should_cancel():
+        raise EditCancelled()
+    (outcome,) = generate(tools.engine, [edit], reporter.on_step, reporter.should_cancel)
+    if isinstance(outcome, JobFailure):
+        raise outcome
+    return finish_edit(
+        job_id=job_id,
+        attempt_tag=attempt_tag,
+        edit=edit,
+        generated=outcome,
+        tools=tools,
+        reporter=reporter,
     )

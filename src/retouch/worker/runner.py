@@ -3,6 +3,7 @@ exactly once."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -11,12 +12,15 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
+
+from PIL import Image
 
 from retouch.config import Settings
 from retouch.engine.base import EditCancelled, Engine
 from retouch.engine.upscale import Upscaler
-from retouch.jobs.models import Claim
+from retouch.jobs.models import Claim, StoredResult
 from retouch.jobs.outage import Backoff, OutageLog, is_unavailable, until_answered
 from retouch.jobs.store import ClaimStore, WorkerStore
 from retouch.log_context import request_id_bound
@@ -30,8 +34,11 @@ from retouch.storage.signing import UrlSigner
 from retouch.worker.edit_job import (
     JobFailure,
     JobTools,
+    PreparedEdit,
+    finish_edit,
+    generate,
     model_info,
-    run_edit_job,
+    prepare_edit,
     storage_full_failure,
 )
 from retouch.worker.memory import memory_report
@@ -144,8 +151,14 @@ class LeaseKeeper:
         return self
 
     def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """Renew no more (before finishing the job: a renewal after it would find the job no
+        longer ours). Idempotent."""
         self._done.set()
-        self._thread.join()
+        if self._thread.is_alive():
+            self._thread.join()
 
 
 class ClaimReporter:
@@ -367,12 +380,39 @@ class Worker:
         self.outage.recovered()
         if claim is None:
             return False
+        claims = [claim, *self._claim_more(claim)]
         self.current_job = claim.job.id
         try:
-            self.run_claim(claim)
+            self.run_claims(claims)
         finally:
             self.current_job = None
         return True
+
+    def _claim_more(self, first: Claim) -> list[Claim]:
+        """Up to the endpoint's batch_max - 1 more queued jobs of the first one's endpoint, in
+        the fair order, to run with it as one batch. Fewer when the queue has fewer, and none
+        when the database stops answering: the jobs claimed so far run anyway."""
+        endpoint = first.job.endpoint
+        more: list[Claim] = []
+        while len(more) + 1 < self.endpoints[endpoint].options.batch_max:
+            if self.stopping.is_set():
+                break
+            try:
+                claim = self.store.claim(
+                    worker_id=self.worker_id,
+                    lease_seconds=self.settings.lease_seconds,
+                    endpoints=[endpoint],
+                    reap=False,
+                )
+            except Exception as error:
+                if not is_unavailable(error):
+                    raise
+                self.outage.failed(error)
+                break
+            if claim is None:
+                break
+            more.append(claim)
+        return more
 
     def _remove_lost_files(self, given_up: tuple[str, ...]) -> None:
         """Remove the files of the jobs the reaper gave up (worker_lost): their attempts
@@ -405,66 +445,153 @@ class Worker:
             self.storage.delete_request(claim.job.id)
 
     def run_claim(self, claim: Claim) -> None:
-        with request_id_bound(claim.job.id):
-            self._run_claim(claim)
+        self.run_claims([claim])
 
-    def _run_claim(self, claim: Claim) -> None:
-        job = claim.job
+    def run_claims(self, claims: list[Claim]) -> None:
+        """Run claimed jobs of one endpoint: each prepared on its own, the engine's run of all
+        of them together (one batched call where their sizes line up), then each finished on
+        its own. Each job ends on its own too: one's failure, cancellation or lost lease is
+        not its neighbours'."""
+        endpoint = self.endpoints[claims[0].job.endpoint]
+        tools = JobTools(
+            engine=self.engines.get(endpoint),
+            storage=self.storage,
+            signer=self.signer,
+            fetch_config=self._fetch_config,
+            max_input_pixels=self.settings.max_input_pixels,
+            max_request_pixels=self.settings.max_request_pixels,
+            upscaler=self.upscaler,
+            moderator=self.moderator,
+        )
+        with contextlib.ExitStack() as leases:
+            attempts = [
+                _Attempt(
+                    claim,
+                    lease := leases.enter_context(
+                        LeaseKeeper(self.store, claim, self.settings.lease_seconds, self.outage)
+                    ),
+                    ClaimReporter(self.store, lease, self.releasing),
+                )
+                for claim in claims
+            ]
+            for attempt in attempts:
+                self._step(attempt, functools.partial(self._prepare, attempt, tools))
+            ready = [attempt for attempt in attempts if attempt.edit is not None]
+            if ready:
+                self._generate(ready, tools)
+            for attempt in ready:
+                if attempt.generated is not None:
+                    self._step(attempt, functools.partial(self._finish_edit, attempt, tools))
+                if attempt.result is not None:
+                    attempt.lease.stop()
+                    with request_id_bound(attempt.claim.job.id):
+                        self._complete(attempt)
+
+    def _prepare(self, attempt: _Attempt, tools: JobTools) -> None:
+        job = attempt.claim.job
         log.info("job %s: started (attempt %d)", job.id, job.attempts)
         if job.attempts > 1:
             # Files of earlier attempts that died after storing them are no one's outcome: a
             # job cancelled or failed in this attempt must not keep them. (A lost attempt
             # still running somewhere deletes its own files when it cannot complete.)
             self.storage.delete_request(job.id)
-        started = time.perf_counter()
-        endpoint = self.endpoints[job.endpoint]
-        with LeaseKeeper(self.store, claim, self.settings.lease_seconds, self.outage) as lease:
-            reporter = ClaimReporter(self.store, lease, self.releasing)
+        assert job.input is not None  # a claim loads the whole row
+        attempt.edit = prepare_edit(input=job.input, tools=tools, reporter=attempt.reporter)
+        if attempt.reporter.should_cancel():
+            raise EditCancelled()
+
+    def _generate(self, attempts: list[_Attempt], tools: JobTools) -> None:
+        """The engine's run of every prepared job; it stops when the worker gives its jobs back
+        or none of them is still ours."""
+
+        def on_step(step: int, total: int) -> None:
+            for attempt in attempts:
+                attempt.reporter.on_step(step, total)
+
+        def should_cancel() -> bool:
+            # Every lease is checked (each check is throttled), so each notices its loss.
+            held = [attempt.lease.still_held() for attempt in attempts]
+            return self.releasing.is_set() or not any(held)
+
+        if len(attempts) > 1:
+            log.info(
+                "running %d jobs as one batch: %s",
+                len(attempts),
+                ", ".join(attempt.claim.job.id for attempt in attempts),
+            )
+            for attempt in attempts:
+                attempt.reporter.log(f"running in a batch of {len(attempts)} jobs")
+        edits = [attempt.edit for attempt in attempts if attempt.edit is not None]
+        try:
+            outcomes = generate(tools.engine, edits, on_step, should_cancel)
+        except Exception as error:  # EditCancelled, or a bug: each job ends by it
+            for attempt in attempts:
+                self._step(attempt, functools.partial(_raise, error))
+            return
+        for attempt, outcome in zip(attempts, outcomes, strict=True):
+            if isinstance(outcome, JobFailure):
+                self._step(attempt, functools.partial(_raise, outcome))
+            elif attempt.lease.lost.is_set():
+                # Cancelled or taken over while its batch ran: its images are no one's.
+                self._step(attempt, functools.partial(_raise, EditCancelled()))
+            else:
+                attempt.generated = outcome
+
+    def _finish_edit(self, attempt: _Attempt, tools: JobTools) -> None:
+        assert attempt.edit is not None and attempt.generated is not None
+        attempt.result = finish_edit(
+            job_id=attempt.claim.job.id,
+            attempt_tag=attempt.claim.lease_token[:8],
+            edit=attempt.edit,
+            generated=attempt.generated,
+            tools=tools,
+            reporter=attempt.reporter,
+        )
+
+    def _step(self, attempt: _Attempt, action: Callable[[], None]) -> None:
+        """One stage of one job, under its request id: on an exception the job ends here
+        (released to the queue, failed, or let go when it is no longer ours), and it takes no
+        further stage."""
+        claim, reporter, lease = attempt.claim, attempt.reporter, attempt.lease
+        job = claim.job
+        with request_id_bound(job.id):
             try:
-                tools = JobTools(
-                    engine=self.engines.get(endpoint),
-                    storage=self.storage,
-                    signer=self.signer,
-                    fetch_config=self._fetch_config,
-                    max_input_pixels=self.settings.max_input_pixels,
-                    max_request_pixels=self.settings.max_request_pixels,
-                    upscaler=self.upscaler,
-                    moderator=self.moderator,
-                )
-                assert job.input is not None  # a claim loads the whole row
-                result = run_edit_job(
-                    job_id=job.id,
-                    attempt_tag=claim.lease_token[:8],
-                    input=job.input,
-                    tools=tools,
-                    reporter=reporter,
-                )
+                action()
+                return
             except EditCancelled:
                 if lease.lost.is_set():
                     log.info("job %s: stopped (cancelled or taken over)", job.id)
                 elif self._finish(lease, functools.partial(self.store.release, claim)):
                     reporter.log("put back in the queue: its worker is shutting down")
                     log.info("job %s: put back in the queue (worker stopping)", job.id)
-                return
             except JobFailure as failure:
                 self._fail(reporter, failure.code, failure.message)
                 log.info("job %s: failed: %s", job.id, failure.message)
-                return
             except Exception as error:
                 if is_storage_full(error):  # a full disk met outside storing the outputs
                     full = storage_full_failure(error)
                     log.error("job %s: failed: %s", job.id, full.message)
                     self._fail(reporter, full.code, full.message)
-                    return
-                log.exception("job %s: internal error", job.id)
-                self._fail(
-                    reporter,
-                    "internal_error",
-                    f"internal error ({type(error).__name__}); the operator's log has the "
-                    "details. Submitting again may work.",
-                )
-                return
-        result.timings["job_s"] = round(time.perf_counter() - started, 4)
+                else:
+                    log.exception("job %s: internal error", job.id)
+                    self._fail(
+                        reporter,
+                        "internal_error",
+                        f"internal error ({type(error).__name__}); the operator's log has the "
+                        "details. Submitting again may work.",
+                    )
+            attempt.edit = attempt.generated = attempt.result = None
+
+    def _complete(self, attempt: _Attempt) -> None:
+        claim, reporter, lease, result = (
+            attempt.claim,
+            attempt.reporter,
+            attempt.lease,
+            attempt.result,
+        )
+        assert result is not None
+        job = claim.job
+        result.timings["job_s"] = round(time.perf_counter() - attempt.started, 4)
         files = [output.file for output in result.outputs]
         complete = functools.partial(self.store.complete, claim, result=result.as_json_dict())
         try:
@@ -493,7 +620,25 @@ class Worker:
             return
         self.storage.keep_only(job.id, files)
         metrics.job_succeeded(job.endpoint, result.timings)
-        log.info("job %s: succeeded in %.2f s", job.id, time.perf_counter() - started)
+        log.info("job %s: succeeded in %.2f s", job.id, time.perf_counter() - attempt.started)
+
+
+@dataclass
+class _Attempt:
+    """One claimed job on its way through a worker's run: what its stages have made so far."""
+
+    claim: Claim
+    lease: LeaseKeeper
+    reporter: ClaimReporter
+    started: float = field(default_factory=time.perf_counter)
+    edit: PreparedEdit | None = None
+    generated: list[Image.Image] | None = None
+    result: StoredResult | None = None
+
+
+def _raise(error: BaseException) -> None:
+    """As a stage: ends the job as `error` says (see Worker._step)."""
+    raise error
 
 
 def build_worker(
